@@ -1,0 +1,109 @@
+package ipc
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestCallRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	path := SocketPath(dir, "wh-test")
+	srv, err := Listen(path, "v-test", func(_ context.Context, req Request) (any, error) {
+		switch req.Verb {
+		case "echo":
+			return req.Args, nil
+		case "fail":
+			return nil, errors.New("it failed")
+		}
+		return nil, errors.New("unknown verb " + req.Verb)
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Errorf("socket mode %v, want 0600", perm)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var got []string
+	if err := Call(ctx, path, "echo", []string{"a", "b c"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"a", "b c"}) {
+		t.Errorf("echo = %q", got)
+	}
+	if err := Call(ctx, path, "fail", nil, nil); err == nil || err.Error() != "it failed" {
+		t.Errorf("fail: err = %v", err)
+	}
+	// Exact verbs: a verb containing another is not that verb.
+	if err := Call(ctx, path, "echoes", nil, nil); err == nil {
+		t.Errorf("echoes: want an error")
+	}
+	ifs, err := Interfaces(dir)
+	if err != nil || !slices.Equal(ifs, []string{"wh-test"}) {
+		t.Errorf("Interfaces = %q, %v", ifs, err)
+	}
+
+	// A second daemon on the same socket is refused.
+	if _, err := Listen(path, "v", nil, nil); err == nil {
+		t.Errorf("second Listen on a live socket succeeded")
+	}
+	srv.Close()
+	srv.Close()
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket left after Close: %v", err)
+	}
+	if err := Call(ctx, path, "echo", nil, nil); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Call after Close: %v, want ErrNotRunning", err)
+	}
+}
+
+func TestListenReplacesStaleSocket(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.sock")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Listen(path, "v", func(context.Context, Request) (any, error) { return "ok", nil }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var s string
+	if err := Call(context.Background(), path, "x", nil, &s); err != nil || s != "ok" {
+		t.Fatalf("Call = %q, %v", s, err)
+	}
+}
+
+func TestCallHonoursContext(t *testing.T) {
+	path := SocketPath(t.TempDir(), "slow")
+	srv, err := Listen(path, "v", func(ctx context.Context, _ Request) (any, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := Call(ctx, path, "wait", nil, nil); err == nil {
+		t.Fatal("want a timeout")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Call took %v after its deadline", d)
+	}
+	srv.Close() // must not hang on the blocked handler
+}
