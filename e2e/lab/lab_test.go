@@ -1,0 +1,35 @@
+package lab
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestLabNAT checks the lab itself: public hosts reach each other, a host
+// behind a restricted NAT reaches the internet from its router's address,
+// and the internet cannot reach into the LAN.
+func TestLabNAT(t *testing.T) {
+	l := New(t)
+	a := l.Public("a")
+	b := l.Public("b")
+	r := l.NAT("r", Restricted)
+	h := r.Add("h")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if out, err := a.Run(ctx, "ping", "-c1", "-W2", b.Addr.String()); err != nil {
+		t.Fatalf("a→b: %v\n%s", err, out)
+	}
+	if out, err := h.Run(ctx, "ping", "-c1", "-W2", a.Addr.String()); err != nil {
+		t.Fatalf("h→a through NAT: %v\n%s", err, out)
+	}
+	if out, err := a.Run(ctx, "ping", "-c1", "-W1", h.Addr.String()); err == nil {
+		t.Fatalf("a reached a LAN address: %s", out)
+	}
+	// The lab never routes to the root namespace: no default route on public hosts.
+	if out := a.Must("ip", "route"); strings.Contains(out, "default") {
+		t.Fatalf("public host has a default route:\n%s", out)
+	}
+}
