@@ -44,9 +44,23 @@ const (
 	UPnP       Kind = "upnp"       // Restricted plus miniupnpd (UPnP IGD and NAT-PMP)
 )
 
+// T is what a lab needs from its user: a *testing.T, or the demo's stand-in.
+type T interface {
+	Helper()
+	Cleanup(func())
+	TempDir() string
+	Logf(format string, args ...any)
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Skip(args ...any)
+	Failed() bool
+}
+
+var _ T = (testing.TB)(nil)
+
 // Lab is one test's internet.
 type Lab struct {
-	t   testing.TB
+	t   T
 	id  string // short random id in every name, so labs of parallel tests never collide
 	dir string // logs and config files
 
@@ -71,7 +85,7 @@ func Check() error {
 }
 
 // New builds an empty internet, or skips t with the reason it can't.
-func New(t testing.TB) *Lab {
+func New(t T) *Lab {
 	t.Helper()
 	if err := Check(); err != nil {
 		t.Skip("lab: " + err.Error())
