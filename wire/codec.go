@@ -1,0 +1,460 @@
+package wire
+
+import (
+	"bytes"
+	"container/list"
+	"crypto/cipher"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/chacha20poly1305"
+	"golang.org/x/crypto/hkdf"
+
+	"github.com/whnet/wh/key"
+)
+
+// Envelope constants; the package comment draws the layout.
+const (
+	// Magic opens every control packet. Its first byte, 0xff, is never a
+	// WireGuard message type (1 to 4), so one UDP port carries both.
+	Magic = "\xffwhc"
+	// Version is the envelope and message version this package speaks.
+	Version = 1
+
+	HeaderLen = len(Magic) + 1 + key.Size + 8 // 45
+	TagLen    = chacha20poly1305.Overhead     // 16
+	// Overhead is what the envelope adds to a body.
+	Overhead = HeaderLen + TagLen // 61
+
+	// MaxPacketSize is the UDP payload that control messages other than
+	// relayed traffic stay within (IPv6's minimum MTU). Nodes keeps to it.
+	MaxPacketSize = 1280
+	// MaxBodySize is the largest body that fits in MaxPacketSize.
+	MaxBodySize = MaxPacketSize - Overhead // 1219
+
+	// MaxSkew is how far a packet's counter, read as Unix nanoseconds, may
+	// be from the receiver's clock.
+	MaxSkew = 5 * time.Minute
+
+	// DefaultCacheSize is the default number of peers a Codec keeps.
+	DefaultCacheSize = 4096
+
+	// windowSize is how many of a sender's newest counters are remembered:
+	// how far packets from one sender may be reordered.
+	windowSize = 32
+
+	// kdfLabel starts the HKDF info and binds the keys to this version.
+	kdfLabel = "wh control v1"
+)
+
+// Errors of Open and Seal. Open returns them unwrapped, so that dropping a
+// packet costs no allocation; body errors are those of ParseMessage.
+var (
+	ErrShort        = errors.New("packet too short")
+	ErrMagic        = errors.New("not a control packet")
+	ErrVersion      = errors.New("unknown version")
+	ErrWorkbits     = errors.New("sender has too few workbits")
+	ErrKeyAgreement = errors.New("key agreement failed: low-order public key")
+	ErrAuth         = errors.New("authentication failed")
+	ErrStale        = errors.New("packet too old")
+	ErrFuture       = errors.New("packet from the future")
+	ErrReplay       = errors.New("replayed packet")
+	ErrBusy         = errors.New("peer cache full of recently active peers")
+)
+
+// Stats counts packets sealed, opened, and dropped by reason. Drops are
+// listed in the order Open checks for them; each dropped packet is counted
+// once, under the first check it fails.
+type Stats struct {
+	Sealed uint64
+	Opened uint64
+
+	Short        uint64 // shorter than Overhead plus a type byte
+	BadMagic     uint64
+	BadVersion   uint64
+	Underworked  uint64 // sender's workbits below the codec's
+	KeyAgreement uint64 // sender key of low order
+	Auth         uint64 // AEAD failed: tampered, or not for us
+	Stale        uint64 // counter more than MaxSkew behind our clock
+	Future       uint64 // counter more than MaxSkew ahead of our clock
+	Replay       uint64 // counter seen before, or older than the window
+	Busy         uint64 // new sender, and no peer could be evicted
+	Malformed    uint64 // authenticated body that does not parse
+	UnknownType  uint64 // authenticated body of a type we do not know
+}
+
+type stats struct {
+	sealed, opened                            atomic.Uint64
+	short, badMagic, badVersion, underworked  atomic.Uint64
+	keyAgreement, auth, stale, future, replay atomic.Uint64
+	busy, malformed, unknownType              atomic.Uint64
+}
+
+// A Codec seals and opens control packets for one private key. It is safe
+// for concurrent use.
+type Codec struct {
+	// Constant after NewCodec.
+	priv      key.Private
+	pub       key.Public
+	namespace string
+	workbit   int
+	now       func() time.Time
+	cacheSize int
+
+	last  atomic.Uint64 // the last counter Seal used
+	stats stats
+
+	mu sync.Mutex
+	// peers holds every cached peer, each in exactly one of idle and
+	// active. idle: peers nothing was accepted from yet, most recently
+	// used first; evicted first. active: peers with a replay window, most
+	// recently accepted first; evicted only once idle for 2*MaxSkew, when
+	// their packets can no longer pass the freshness check.
+	peers  map[key.Public]*peer // guarded by mu
+	idle   list.List            // of *peer; guarded by mu
+	active list.List            // of *peer; guarded by mu
+}
+
+// A peer is what a Codec keeps about one remote key.
+type peer struct {
+	key key.Public
+	// send seals packets to the peer, recv opens packets from it. Both are
+	// set by derive and never change.
+	send, recv cipher.AEAD
+
+	// Guarded by Codec.mu.
+	elem     *list.Element // in Codec.idle or Codec.active; nil when not cached
+	isActive bool          // elem is in Codec.active
+	lastOpen int64         // our Unix ns when we last accepted a packet from it
+	window   window
+}
+
+// An Option configures a Codec.
+type Option func(*Codec)
+
+// WithClock makes the codec read the time from now instead of time.Now,
+// for the counters it sends and the freshness check. For tests.
+func WithClock(now func() time.Time) Option {
+	return func(c *Codec) { c.now = now }
+}
+
+// WithCacheSize bounds the number of peers whose keys and replay windows the
+// codec keeps. Zero or less means DefaultCacheSize.
+func WithCacheSize(n int) Option {
+	return func(c *Codec) {
+		if n > 0 {
+			c.cacheSize = n
+		}
+	}
+}
+
+// NewCodec returns a codec for priv that accepts only senders with at least
+// workbit workbits in namespace. Workbit 0 accepts any key.
+func NewCodec(priv key.Private, namespace string, workbit int, opts ...Option) *Codec {
+	c := &Codec{
+		priv:      priv,
+		pub:       priv.Public(),
+		namespace: namespace,
+		workbit:   workbit,
+		now:       time.Now,
+		cacheSize: DefaultCacheSize,
+		peers:     make(map[key.Public]*peer),
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// Public returns the codec's public key, the sender key of its packets.
+func (c *Codec) Public() key.Public { return c.pub }
+
+// Stats returns the codec's counters.
+func (c *Codec) Stats() Stats {
+	s := &c.stats
+	return Stats{
+		Sealed: s.sealed.Load(), Opened: s.opened.Load(),
+		Short: s.short.Load(), BadMagic: s.badMagic.Load(), BadVersion: s.badVersion.Load(),
+		Underworked: s.underworked.Load(), KeyAgreement: s.keyAgreement.Load(), Auth: s.auth.Load(),
+		Stale: s.stale.Load(), Future: s.future.Load(), Replay: s.replay.Load(), Busy: s.busy.Load(),
+		Malformed: s.malformed.Load(), UnknownType: s.unknownType.Load(),
+	}
+}
+
+// Seal appends to dst the packet carrying m from c to the key to, and
+// returns the extended slice. On error dst is returned unchanged.
+func (c *Codec) Seal(dst []byte, to key.Public, m Message) ([]byte, error) {
+	p, err := c.lookup(to)
+	if err != nil {
+		return dst, fmt.Errorf("seal %v to %s: %w", m.Type(), to, err)
+	}
+	start := len(dst)
+	b := append(dst, Magic...)
+	b = append(b, Version)
+	b = append(b, c.pub[:]...)
+	b = binary.BigEndian.AppendUint64(b, c.nextCounter())
+	b, err = m.AppendBinary(b)
+	if err != nil {
+		return dst, fmt.Errorf("seal %v to %s: %w", m.Type(), to, err)
+	}
+	header := b[start : start+HeaderLen]
+	body := b[start+HeaderLen:]
+	b = p.send.Seal(b[:start+HeaderLen], nonce(header), body, header)
+	c.stats.sealed.Add(1)
+	return b, nil
+}
+
+// Open authenticates and decrypts a packet and parses its body. Checks run
+// cheapest first: length, magic, version, the sender's workbits, key
+// agreement, the AEAD, freshness, the sender's replay window, the body. A
+// packet that fails is counted in Stats under the first check it fails.
+//
+// from is set once the packet is authenticated, even if a later check
+// rejects it, so that callers can tell which peer has a skewed clock.
+func (c *Codec) Open(pkt []byte) (from key.Public, m Message, err error) {
+	s := &c.stats
+	switch {
+	case len(pkt) < Overhead+1:
+		return drop(&s.short, ErrShort)
+	case string(pkt[:len(Magic)]) != Magic:
+		return drop(&s.badMagic, ErrMagic)
+	case pkt[len(Magic)] != Version:
+		return drop(&s.badVersion, ErrVersion)
+	}
+	header := pkt[:HeaderLen]
+	sender := key.Public(header[len(Magic)+1:])
+	if c.workbit > 0 && key.Workbits(sender, c.namespace) < c.workbit {
+		return drop(&s.underworked, ErrWorkbits)
+	}
+	p, err := c.lookup(sender)
+	if err != nil {
+		return drop(&s.keyAgreement, ErrKeyAgreement)
+	}
+	body, err := p.recv.Open(nil, nonce(header), pkt[HeaderLen:], header)
+	if err != nil {
+		return drop(&s.auth, ErrAuth)
+	}
+
+	from = sender
+	counter := binary.BigEndian.Uint64(header[HeaderLen-8:])
+	now := c.now().UnixNano()
+	switch t := uint64(max(now, 0)); {
+	case counter < t && t-counter > uint64(MaxSkew):
+		s.stale.Add(1)
+		return from, nil, ErrStale
+	case counter > t && counter-t > uint64(MaxSkew):
+		s.future.Add(1)
+		return from, nil, ErrFuture
+	}
+	if err := c.accept(p, counter, now); err != nil {
+		if err == ErrBusy {
+			s.busy.Add(1)
+		} else {
+			s.replay.Add(1)
+		}
+		return from, nil, err
+	}
+
+	m, err = ParseMessage(body)
+	switch {
+	case errors.Is(err, ErrUnknownType):
+		s.unknownType.Add(1)
+		return from, nil, err
+	case err != nil:
+		s.malformed.Add(1)
+		return from, nil, err
+	}
+	s.opened.Add(1)
+	return from, m, nil
+}
+
+func drop(n *atomic.Uint64, err error) (key.Public, Message, error) {
+	n.Add(1)
+	return key.Public{}, nil, err
+}
+
+// nonce returns the AEAD nonce of a packet: four zero bytes and the
+// header's counter.
+func nonce(header []byte) []byte {
+	var n [chacha20poly1305.NonceSize]byte
+	copy(n[4:], header[HeaderLen-8:])
+	return n[:]
+}
+
+// nextCounter returns the sender's clock in Unix nanoseconds, made strictly
+// greater than every counter returned before.
+func (c *Codec) nextCounter() uint64 {
+	now := uint64(max(c.now().UnixNano(), 0))
+	for {
+		last := c.last.Load()
+		next := max(now, last+1)
+		if c.last.CompareAndSwap(last, next) {
+			return next
+		}
+	}
+}
+
+// lookup returns the cached peer for k, or derives its keys and caches it
+// if there is room. It fails only when k is of low order.
+func (c *Codec) lookup(k key.Public) (*peer, error) {
+	c.mu.Lock()
+	if p := c.peers[k]; p != nil {
+		if !p.isActive {
+			c.idle.MoveToFront(p.elem)
+		}
+		c.mu.Unlock()
+		return p, nil
+	}
+	c.mu.Unlock()
+
+	p, err := c.derive(k) // ~100 µs: outside the lock
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if q := c.peers[k]; q != nil { // another goroutine was faster
+		return q, nil
+	}
+	if c.makeRoomLocked(c.now().UnixNano()) {
+		c.peers[k] = p
+		p.elem = c.idle.PushFront(p)
+	}
+	return p, nil
+}
+
+// accept records counter in the replay window of p's sender and reports
+// ErrReplay if it was seen before or is older than the window, and ErrBusy
+// if the sender is not cached and no room can be made for it. now is our
+// clock in Unix ns.
+func (c *Codec) accept(p *peer, counter uint64, now int64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if q := c.peers[p.key]; q != nil {
+		p = q
+	} else if !c.makeRoomLocked(now) {
+		return ErrBusy
+	} else {
+		c.peers[p.key] = p
+		p.elem = c.idle.PushFront(p)
+	}
+	if !p.window.accept(counter) {
+		return ErrReplay
+	}
+	p.lastOpen = now
+	if p.isActive {
+		c.active.MoveToFront(p.elem)
+	} else {
+		c.idle.Remove(p.elem)
+		p.elem, p.isActive = c.active.PushFront(p), true
+	}
+	return nil
+}
+
+// makeRoomLocked evicts a peer if the cache is full and reports whether
+// there is room for one more. An active peer is evicted only when it has
+// been quiet for 2*MaxSkew: every counter it was accepted with is then stale,
+// so forgetting its window lets no replay through.
+func (c *Codec) makeRoomLocked(now int64) bool {
+	if len(c.peers) < c.cacheSize {
+		return true
+	}
+	e := c.idle.Back()
+	if e == nil {
+		e = c.active.Back()
+		if e == nil || now-e.Value.(*peer).lastOpen <= int64(2*MaxSkew) {
+			return false
+		}
+	}
+	p := e.Value.(*peer)
+	if p.isActive {
+		c.active.Remove(e)
+	} else {
+		c.idle.Remove(e)
+	}
+	p.elem = nil
+	delete(c.peers, p.key)
+	return true
+}
+
+// derive computes the keys c shares with k:
+//
+//	secret = X25519(c's private key, k)
+//	lo, hi = c's public key and k, lower first (bytewise)
+//	okm    = HKDF-SHA256(secret, salt = none, info = "wh control v1" ‖ lo ‖ hi, 64 bytes)
+//	okm[0:32] seals lo→hi, okm[32:64] seals hi→lo
+func (c *Codec) derive(k key.Public) (*peer, error) {
+	secret, err := c.priv.SharedSecret(k)
+	if err != nil {
+		return nil, ErrKeyAgreement
+	}
+	lo, hi := c.pub, k
+	if bytes.Compare(lo[:], hi[:]) > 0 {
+		lo, hi = hi, lo
+	}
+	info := make([]byte, 0, len(kdfLabel)+2*key.Size)
+	info = append(append(append(info, kdfLabel...), lo[:]...), hi[:]...)
+	var okm [2 * chacha20poly1305.KeySize]byte
+	if _, err := io.ReadFull(hkdf.New(sha256.New, secret[:], nil, info), okm[:]); err != nil {
+		return nil, fmt.Errorf("hkdf: %w", err)
+	}
+	up, err := chacha20poly1305.New(okm[:chacha20poly1305.KeySize])
+	if err != nil {
+		return nil, err
+	}
+	down, err := chacha20poly1305.New(okm[chacha20poly1305.KeySize:])
+	if err != nil {
+		return nil, err
+	}
+	p := &peer{key: k}
+	switch {
+	case c.pub == k: // to ourselves: one direction
+		p.send, p.recv = up, up
+	case c.pub == lo:
+		p.send, p.recv = up, down
+	default:
+		p.send, p.recv = down, up
+	}
+	return p, nil
+}
+
+// A window remembers the windowSize largest counters accepted from one
+// sender. A counter is new if it is not among them and is larger than the
+// smallest of them once the window is full: every counter that left the
+// window is smaller than every counter in it.
+//
+// WireGuard's bitmap fits consecutive counters; ours are nanosecond
+// timestamps, far apart, so the window keeps the counters themselves.
+type window struct {
+	seen [windowSize]uint64
+	n    int // seen[:n] are in use
+}
+
+// accept reports whether counter is new and records it.
+func (w *window) accept(counter uint64) bool {
+	low := 0 // index of the smallest counter
+	for i, s := range w.seen[:w.n] {
+		if s == counter {
+			return false
+		}
+		if s < w.seen[low] {
+			low = i
+		}
+	}
+	if w.n < len(w.seen) {
+		w.seen[w.n] = counter
+		w.n++
+		return true
+	}
+	if counter < w.seen[low] {
+		return false
+	}
+	w.seen[low] = counter
+	return true
+}

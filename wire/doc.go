@@ -1,0 +1,108 @@
+// Package wire is wh's control protocol: the envelope that authenticates and
+// encrypts every control packet, and the messages inside it (ping/pong,
+// find-node/nodes; punch, relay and auth have reserved type codes).
+//
+// # Envelope
+//
+//	offset  size  field
+//	0       4     magic    ff 77 68 63 ("\xffwhc")
+//	4       1     version  01
+//	5       32    sender   X25519 public key
+//	37      8     counter  big-endian; the sender's Unix time in ns, strictly increasing
+//	45      n     body     ChaCha20-Poly1305 ciphertext of the message (type byte first)
+//	45+n    16    tag      Poly1305 tag over bytes [0, 45) as associated data and the body
+//
+// The overhead is 61 bytes (HeaderLen 45 + TagLen 16). Control messages
+// other than relayed traffic fit in MaxPacketSize (1280) bytes of UDP
+// payload; a Nodes message enforces it for itself.
+//
+// The first byte, 0xff, keeps every control packet apart from WireGuard's
+// messages, whose first four bytes are a little-endian type from 1 to 4.
+// IsControl checks the magic only, for the demultiplexer of the shared port.
+//
+// # Key schedule
+//
+//	secret    = X25519(own private key, peer public key)     (fails for low-order keys)
+//	lo, hi    = the two public keys, bytewise lower first
+//	okm       = HKDF-SHA256(IKM = secret, salt = empty, info = "wh control v1" ‖ lo ‖ hi, L = 64)
+//	key lo→hi = okm[0:32]
+//	key hi→lo = okm[32:64]
+//	nonce     = 00 00 00 00 ‖ counter (the 8 header bytes)
+//
+// Each direction has its own key, so the two sides never use a nonce under
+// the same key even if their counters meet. A Codec caches the derived keys
+// of up to DefaultCacheSize peers (X25519 costs about 100 µs).
+//
+// Why a counter nonce and not XChaCha20-Poly1305 with a random one: the
+// counter is needed anyway as the timestamp for freshness and as the replay
+// window's sequence number, so it doubles as the nonce at no cost, where a
+// random nonce would add 24 bytes to every packet. Within a process the
+// counter never repeats. A nonce could only repeat across a restart with the
+// same key whose wall clock stepped back past counters already used and hit
+// one of them to the nanosecond with the same peer; that is what we accept.
+//
+// # Receiving
+//
+// Open checks, cheapest first, and stops at the first failure: the length,
+// the magic and the version; the sender's workbits (key.Workbits, a BLAKE2b
+// hash), so that keys without proof of work cost no X25519; the key
+// agreement (cached); the AEAD; freshness; the sender's replay window; and
+// the body. Every failure is counted in Stats by reason, never panics, and
+// creates no state: a peer's replay window is only created once a packet
+// from it has authenticated, and all per-peer state lives in one bounded
+// cache.
+//
+// Freshness: a packet is accepted only if its counter, read as Unix ns, is
+// within MaxSkew (5 minutes) of the receiver's clock. Five minutes is
+// Kerberos's long-proven default: NTP-synchronised hosts are within
+// milliseconds, and a free-running quartz clock (20-50 ppm) takes months to
+// drift that far. A larger bound would lengthen the time a replay window
+// must be kept (below) and so shrink the cache's turnover. A host whose
+// clock is wrong by more, such as a board without an RTC before NTP, can
+// neither send nor receive; its peers count its packets as Stale or Future.
+//
+// Replay: each sender has a window of its 32 largest accepted counters;
+// a counter is new if it is larger than the smallest of them and not among
+// them. So packets from one sender may be reordered by up to 31 others.
+// WireGuard's bitmap assumes consecutive counters; ours are nanoseconds.
+// The window's state is bounded by the peer cache: a peer that has sent us
+// nothing yet is evicted first, and a peer with a window only once it has
+// been quiet for 2×MaxSkew, when every counter it was accepted with fails
+// freshness. If neither is possible, a new sender's packets are dropped
+// and counted as Busy. (If the receiver's own clock steps back, replays of
+// evicted peers' packets within the step can pass.)
+//
+// # Threat model
+//
+// An attacker on the path can read, drop, delay, reorder, replay and
+// forge packets, and can own any number of keys with enough workbits. It
+// cannot
+//   - read a body: it sees only its length, and the header in clear (the
+//     sender key and the counter, i.e. the sender's clock);
+//   - forge or alter a packet from a key it does not own, or make a packet
+//     for one receiver open at another (the key is pairwise);
+//   - reflect a packet back at its sender, as each direction has its own key;
+//   - replay a packet that was accepted, or any packet older than MaxSkew;
+//   - make a receiver do an X25519 for a key without the network's workbits;
+//   - make a receiver hold unbounded state: the peer cache is bounded and
+//     entries for keys that never authenticated are evicted first.
+//
+// It can still
+//   - see who talks to whom and when (sender keys are in clear);
+//   - delay a packet by up to MaxSkew, or drop it;
+//   - rewrite the UDP source address, so the address a message came from
+//     proves nothing until the peer answers there (Pong.Observed is what
+//     the responder saw, not a proof);
+//   - make a receiver spend one X25519 per packet with worked keys it owns,
+//     and, with more than the cache size of such keys active within
+//     2×MaxSkew, lock new senders out (counted as Busy);
+//   - with a stolen private key, read every recorded packet to or from it:
+//     keys are static, there is no forward secrecy (WireGuard's handshake
+//     has it; control messages carry addresses, not tunnel data).
+package wire
+
+// IsControl reports whether pkt begins with Magic. It is the cheap test the
+// UDP demultiplexer uses to keep control packets from WireGuard.
+func IsControl(pkt []byte) bool {
+	return len(pkt) >= len(Magic) && string(pkt[:len(Magic)]) == Magic
+}
