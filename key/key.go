@@ -1,10 +1,3 @@
-// Package key holds wh's identities: X25519 key pairs, their two text forms,
-// and the proof-of-work ("workbits") a public key must carry to be admitted.
-//
-// A node's X25519 key is both its WireGuard key and its DHT node ID. Private
-// keys are written as standard base64 with padding (44 characters, the form
-// `wg genkey` prints); public keys as URL-safe base64 without padding (43
-// characters, WireHub's form). Every parser accepts both forms.
 package key
 
 import (

@@ -8,7 +8,6 @@ import (
 
 	"filippo.io/edwards25519"
 	"filippo.io/edwards25519/field"
-	"golang.org/x/crypto/blake2b"
 )
 
 // The walk behind Search; the package documentation explains it. A walk
@@ -123,9 +122,8 @@ func invertAll(den, scratch []field.Element) bool {
 
 // walker is one goroutine's walk. It is not safe for concurrent use.
 type walker struct {
-	tab     *walkTable
-	workbit int
-	in      []byte // u ‖ namespace: the hash input of an attempt
+	tab  *walkTable
+	hash *workHasher
 
 	start      Private // scalar of the walk's first center
 	center     int64   // the center's scalar is start + 8·center
@@ -141,8 +139,7 @@ type walker struct {
 func newWalker(tab *walkTable, namespace string, workbit int) *walker {
 	return &walker{
 		tab:     tab,
-		workbit: workbit,
-		in:      append(make([]byte, Size, Size+len(namespace)), namespace...),
+		hash:    newWorkHasher(namespace, workbit, haveX8()),
 		den:     make([]field.Element, walkHalf+1),
 		scratch: make([]field.Element, walkHalf+1),
 		pubs:    new([groupSize]Public),
@@ -186,13 +183,9 @@ func (w *walker) step() (Private, error) {
 		return Private{}, nil
 	}
 	w.groupsLeft--
-	for i := range w.pubs {
-		copy(w.in, w.pubs[i][:])
-		h := blake2b.Sum256(w.in)
-		if leadingZeros(&h) >= w.workbit {
-			w.attempts += uint64(i + 1)
-			return w.confirm(center+groupOffset(i), w.pubs[i])
-		}
+	if i := w.hash.first(w.pubs[:]); i >= 0 {
+		w.attempts += uint64(i + 1)
+		return w.confirm(center+groupOffset(i), w.pubs[i])
 	}
 	w.attempts += groupSize
 	return Private{}, nil

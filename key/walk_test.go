@@ -1,6 +1,7 @@
 package key
 
 import (
+	"errors"
 	"testing"
 
 	"filippo.io/edwards25519/field"
@@ -74,5 +75,58 @@ func TestInvertAll(t *testing.T) {
 	den[3].Zero()
 	if invertAll(den, make([]field.Element, len(den))) {
 		t.Error("invertAll accepted a zero element")
+	}
+}
+
+func TestConfirmRejectsMismatch(t *testing.T) {
+	w := newWalker(newWalkTable(), DefaultNamespace, 0)
+	if err := w.reset(); err != nil {
+		t.Fatal(err)
+	}
+	k, err := w.confirm(5, mustScalarAt(t, w.start, 5).Public())
+	if err != nil || k != mustScalarAt(t, w.start, 5) {
+		t.Fatalf("confirm(5, its own key) = %x, %v", k, err)
+	}
+	if _, err := w.confirm(5, mustScalarAt(t, w.start, 6).Public()); !errors.Is(err, errMismatch) {
+		t.Fatalf("confirm(5, another key) error = %v, want errMismatch", err)
+	}
+}
+
+func mustScalarAt(t *testing.T, start Private, offset int64) Private {
+	t.Helper()
+	k, ok := scalarAt(start, offset)
+	if !ok {
+		t.Fatalf("scalarAt(%x, %d) not clamped", start, offset)
+	}
+	return k
+}
+
+func TestScalarAt(t *testing.T) {
+	low := Private{31: 0x40}           // 2^254
+	high := Private{0: 0xf8, 31: 0x7f} // 2^255 − 8, with bytes 1..30 below
+	for i := 1; i < 31; i++ {
+		high[i] = 0xff
+	}
+	tests := []struct {
+		name   string
+		start  Private
+		offset int64
+		want   Private
+		ok     bool
+	}{
+		{"low_plus_one", low, 1, Private{0: 8, 31: 0x40}, true},
+		{"low_minus_one", low, -1, Private{}, false},
+		{"high_zero", high, 0, high, true},
+		{"high_plus_one", high, 1, Private{}, false},
+		{"carry", Private{0: 0xf8, 31: 0x40}, 1, Private{1: 1, 31: 0x40}, true},
+		{"borrow", Private{1: 1, 31: 0x40}, -1, Private{0: 0xf8, 31: 0x40}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := scalarAt(tc.start, tc.offset)
+			if ok != tc.ok || (ok && got != tc.want) {
+				t.Errorf("scalarAt = %x, %v; want %x, %v", got, ok, tc.want, tc.ok)
+			}
+		})
 	}
 }
