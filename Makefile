@@ -1,0 +1,49 @@
+# wh — common tasks. `make` builds, `make test` runs every test that this
+# machine can run (the network-namespace tests need root and skip without it).
+
+GO      ?= go
+BIN     := bin
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+# Packages whose tests run under the race detector (the ones with goroutines).
+RACE_PKGS := ./key/... ./wire/... ./netsim/... ./dht/... ./tunnel/... ./node/... ./nat/... ./relay/... ./resolver/...
+
+.PHONY: all build test unit race lint e2e demo bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/wh ./cmd/wh
+
+# The test command of the README and of CI.
+test: lint race unit
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+race:
+	$(GO) test -race -count=1 $$($(GO) list $(RACE_PKGS) 2>/dev/null)
+
+unit:
+	$(GO) test -count=1 ./...
+
+# End-to-end tests in network namespaces with real wh processes (root).
+e2e:
+	$(GO) test -count=1 -v ./e2e/
+
+# Short runs of every fuzz target (each FUZZTIME long).
+FUZZTIME ?= 10s
+fuzz:
+	@for p in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+	    echo "== $$p $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$p || exit 1; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./key/
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,402 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/whnet/wh/config"
+	"github.com/whnet/wh/ipc"
+	"github.com/whnet/wh/key"
+	"github.com/whnet/wh/node"
+	"github.com/whnet/wh/resolver"
+)
+
+// logDir is where detached daemons write their logs.
+const logDir = "/var/log/wirehub"
+
+// Environment variables between `wh up` and the daemon it detaches.
+const (
+	envReadyFD = "WH_READY_FD" // the daemon writes "ok IFACE" or "error: ..." there
+	envKeyFD   = "WH_KEY_FD"   // the daemon reads its private key there
+)
+
+type upOptions struct {
+	keyFile, iface, port, mode, dns, logLevel string
+	foreground                                bool
+}
+
+func newUpCmd(io stdio) *cobra.Command {
+	var o upOptions
+	cmd := &cobra.Command{
+		Use:   "up CONFIG [private-key FILE] [interface NAME] [listen-port PORT] [mode unknown|direct|nat] [dns auto|resolved|hosts|off]",
+		Short: "Join the network described by CONFIG",
+		Long: `Join the network described by CONFIG: find the trusted peers in the DHT,
+open WireGuard tunnels to them on interface NAME (default wh- and the first
+8 characters of the public key), and answer their hostnames over DNS.
+
+Everything is checked before the daemon detaches: the config, the key (its
+workbits), the port and the rights. Without private-key, the node uses an
+ephemeral key that meets the network's workbit. A node whose key has no
+address in the config is headless: DHT, bootstrap and relay only, no
+interface.
+
+The daemon detaches and logs to /var/log/wirehub/NAME.log, unless
+--foreground (or FG=1) keeps it in front, logging to stderr (for systemd
+and containers).`,
+		Example: `  wh up ./net.conf private-key node.sk
+  wh up ./net.conf private-key node.sk interface wh-home listen-port 62096
+  FG=1 wh up /etc/wirehub/home.conf private-key /etc/wirehub/home.sk`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rest, err := keywords(cmd, args, map[string]*string{
+				"private-key": &o.keyFile, "interface": &o.iface, "listen-port": &o.port,
+				"mode": &o.mode, "dns": &o.dns,
+			})
+			if err != nil {
+				return err
+			}
+			if len(rest) != 1 {
+				return usagef("up: want one config file, got %q", rest)
+			}
+			if v := os.Getenv("FG"); v == "1" || v == "y" || v == "yes" || v == "true" {
+				o.foreground = true
+			}
+			return up(cmd.Context(), io, rest[0], o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.keyFile, "private-key", "", "file holding the node's private key (default: an ephemeral key)")
+	f.StringVar(&o.iface, "interface", "", "interface name (default wh- and 8 characters of the public key)")
+	f.StringVar(&o.port, "listen-port", "", "UDP port for WireGuard and the DHT (default: random)")
+	f.StringVar(&o.mode, "mode", "unknown", "NAT mode: unknown (detect), direct (public address) or nat")
+	f.StringVar(&o.dns, "dns", "auto", "name resolution: auto, resolved (systemd-resolved), hosts (/etc/hosts) or off")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.BoolVar(&o.foreground, "foreground", false, "stay in the foreground, logging to stderr (also FG=1)")
+	return cmd
+}
+
+// upPlan is everything `wh up` has checked before it starts the node.
+type upPlan struct {
+	cfgPath  string
+	network  *config.Network
+	priv     key.Private
+	opts     node.Options
+	logLevel slog.Level
+}
+
+// plan validates the command line, the config, the key, the port and the
+// rights, so that every mistake is reported before the daemon detaches.
+func plan(ctx context.Context, io stdio, cfgPath string, o upOptions) (*upPlan, error) {
+	p := &upPlan{cfgPath: cfgPath}
+	var err error
+	if p.logLevel, err = parseLogLevel(o.logLevel); err != nil {
+		return nil, err
+	}
+	mode, err := node.ParseMode(o.mode)
+	if err != nil {
+		return nil, usageError{err.Error()}
+	}
+	var port uint16
+	if o.port != "" {
+		n, err := strconv.ParseUint(o.port, 10, 16)
+		if err != nil {
+			return nil, usagef("listen-port %q: want a port number from 0 to 65535", o.port)
+		}
+		port = uint16(n)
+	}
+	dns, err := resolver.ParseMode(o.dns)
+	if err != nil {
+		return nil, usageError{err.Error()}
+	}
+	if p.network, err = config.Load(cfgPath); err != nil {
+		return nil, err
+	}
+	n := p.network
+
+	// The key: from a file, from the daemon's parent, or ephemeral.
+	switch {
+	case os.Getenv(envKeyFD) != "":
+		p.priv, err = readKeyFD(os.Getenv(envKeyFD))
+	case o.keyFile != "":
+		p.priv, err = readKeyFile(o.keyFile)
+	default:
+		if io.IsTerminal != nil && io.IsTerminal() && n.Workbit >= 12 {
+			fmt.Fprintf(io.Err, "generating an ephemeral key with %d workbits...\n", n.Workbit)
+		}
+		p.priv, err = key.Search(ctx, n.Workbit, n.Namespace, key.SearchOptions{})
+	}
+	if err != nil {
+		return nil, err
+	}
+	pub := p.priv.Public()
+	if wb := key.Workbits(pub, n.Namespace); wb < n.Workbit {
+		return nil, fmt.Errorf("key %s has %d workbits, network %q needs %d: make one with `wh genkey %s > node.sk`",
+			pub, wb, n.Name, n.Workbit, cfgPath)
+	}
+
+	iface := o.iface
+	if iface == "" {
+		iface = "wh-" + pub.Short(8)
+	}
+	if err := checkInterfaceName(iface); err != nil {
+		return nil, usageError{err.Error()}
+	}
+	p.opts = node.Options{
+		Interface:  iface,
+		ConfigPath: cfgPath,
+		ListenPort: port,
+		Mode:       mode,
+		DNS:        dns,
+		Version:    version,
+		SocketDir:  ipc.Dir,
+	}
+	if err := checkSocketFree(iface); err != nil {
+		return nil, err
+	}
+	if err := checkPort(port); err != nil {
+		return nil, err
+	}
+	if node.Headless(n, pub) {
+		return p, nil
+	}
+	if err := checkNetAdmin(iface); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func parseLogLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, usagef("log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func readKeyFile(path string) (key.Private, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return key.Private{}, fmt.Errorf("private-key: %w", err)
+	}
+	k, err := key.ParsePrivate(string(b))
+	if err != nil {
+		return key.Private{}, fmt.Errorf("private-key %s: %w", path, err)
+	}
+	return k, nil
+}
+
+func readKeyFD(s string) (key.Private, error) {
+	fd, err := strconv.Atoi(s)
+	if err != nil {
+		return key.Private{}, fmt.Errorf("%s=%q: not a file descriptor", envKeyFD, s)
+	}
+	f := os.NewFile(uintptr(fd), "key")
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 128))
+	if err != nil {
+		return key.Private{}, err
+	}
+	return key.ParsePrivate(string(b))
+}
+
+func checkInterfaceName(s string) error {
+	if len(s) == 0 || len(s) > 15 {
+		return fmt.Errorf("interface %q: a name has 1 to 15 characters", s)
+	}
+	for _, c := range s {
+		if c <= ' ' || c == '/' || c == ':' || c > '~' {
+			return fmt.Errorf("interface %q: %q is not allowed in an interface name", s, c)
+		}
+	}
+	return nil
+}
+
+func checkSocketFree(iface string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := ipc.Call(ctx, ipc.SocketPath(ipc.Dir, iface), "version", nil, nil)
+	if errors.Is(err, ipc.ErrNotRunning) {
+		return nil
+	}
+	return fmt.Errorf("interface %s: wh is already running there (see `wh show %s`, stop it with `wh down %s`)", iface, iface, iface)
+}
+
+// checkPort reports a port that is already in use, for IPv4 or IPv6.
+func checkPort(port uint16) error {
+	if port == 0 {
+		return nil
+	}
+	for _, nw := range []string{"udp4", "udp6"} {
+		c, err := net.ListenPacket(nw, net.JoinHostPort("", strconv.Itoa(int(port))))
+		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("listen-port %d is in use: choose another, or leave listen-port out for a random one", port)
+			}
+			if nw == "udp6" && errors.Is(err, syscall.EAFNOSUPPORT) {
+				continue
+			}
+			return fmt.Errorf("listen-port %d: %w", port, err)
+		}
+		c.Close()
+	}
+	return nil
+}
+
+// checkNetAdmin reports missing rights to create an interface.
+func checkNetAdmin(iface string) error {
+	if !hasCapNetAdmin() {
+		return fmt.Errorf("creating interface %s needs CAP_NET_ADMIN: run wh up as root (sudo), or give the binary the capability (setcap cap_net_admin+ep $(command -v wh))", iface)
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		return fmt.Errorf("creating interface %s needs /dev/net/tun (in a container, pass --device /dev/net/tun): %w", iface, err)
+	}
+	return nil
+}
+
+func hasCapNetAdmin() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return os.Geteuid() == 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<12) != 0 // CAP_NET_ADMIN
+		}
+	}
+	return false
+}
+
+func up(ctx context.Context, io stdio, cfgPath string, o upOptions) error {
+	p, err := plan(ctx, io, cfgPath, o)
+	if err != nil {
+		return readyFail(err)
+	}
+	if !o.foreground {
+		return detach(ctx, io, p, o)
+	}
+	log := slog.New(slog.NewTextHandler(io.Err, &slog.HandlerOptions{Level: p.logLevel}))
+	p.opts.Logger = log
+	n, err := node.New(p.network, p.priv, p.opts)
+	if err != nil {
+		return readyFail(err)
+	}
+	defer n.Close()
+	readyOK(p.opts.Interface)
+	return n.Run(ctx)
+}
+
+// readyOK and readyFail tell a waiting `wh up` (our parent, if any) how
+// the start went.
+func readyOK(iface string) { writeReady("ok " + iface) }
+
+func readyFail(err error) error {
+	writeReady("error: " + strings.ReplaceAll(err.Error(), "\n", " "))
+	return err
+}
+
+func writeReady(msg string) {
+	s := os.Getenv(envReadyFD)
+	if s == "" {
+		return
+	}
+	os.Unsetenv(envReadyFD)
+	fd, err := strconv.Atoi(s)
+	if err != nil {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "ready")
+	fmt.Fprintln(f, msg)
+	f.Close()
+}
+
+// detach starts the daemon as a new session with the same command line,
+// hands it the key through a pipe, and waits until it says it is up (or
+// why not).
+func detach(ctx context.Context, io stdio, p *upPlan, o upOptions) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(logDir, 0o750); err != nil {
+		return fmt.Errorf("log directory: %w", err)
+	}
+	logPath := filepath.Join(logDir, p.opts.Interface+".log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	defer logf.Close()
+
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer readyR.Close()
+	keyR, keyW, err := os.Pipe()
+	if err != nil {
+		readyW.Close()
+		return err
+	}
+	args := []string{"up", p.cfgPath, "--foreground", "--interface", p.opts.Interface,
+		"--listen-port", strconv.Itoa(int(p.opts.ListenPort)), "--mode", o.mode, "--dns", o.dns,
+		"--log-level", o.logLevel}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), envReadyFD+"=3", envKeyFD+"=4", "FG=")
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{readyW, keyR}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = "/"
+	err = cmd.Start()
+	readyW.Close()
+	keyR.Close()
+	if err != nil {
+		keyW.Close()
+		return fmt.Errorf("starting the daemon: %w", err)
+	}
+	fmt.Fprintln(keyW, p.priv.String())
+	keyW.Close()
+	go cmd.Wait() // reap it if it dies while we wait
+
+	type result struct {
+		line string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		line, err := bufio.NewReader(readyR).ReadString('\n')
+		done <- result{strings.TrimSpace(line), err}
+	}()
+	select {
+	case r := <-done:
+		switch {
+		case strings.HasPrefix(r.line, "ok "):
+			fmt.Fprintf(io.Err, "%s is up (logs: %s)\n", strings.TrimPrefix(r.line, "ok "), logPath)
+			return nil
+		case strings.HasPrefix(r.line, "error: "):
+			return errors.New(strings.TrimPrefix(r.line, "error: "))
+		default:
+			return fmt.Errorf("the daemon exited before it was up: see %s", logPath)
+		}
+	case <-time.After(60 * time.Second):
+		return fmt.Errorf("the daemon did not come up within 60 s: see %s", logPath)
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		return ctx.Err()
+	}
+}

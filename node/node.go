@@ -1,0 +1,587 @@
+// Package node is the wh daemon as a library: it owns one network, runs
+// the DHT and the WireGuard device on one UDP port, finds each trusted peer
+// by looking its key up, keeps a path to it, and applies config reloads as
+// a diff.
+//
+// Data flows one way through it:
+//
+//	UDP port ── tunnel.Bind ─┬─ WireGuard messages → wireguard-go → TUN
+//	                         └─ control messages → rx queue → wire.Codec.Open
+//	                                                  → observe (paths) → dht
+//	dht / path probes → wire.Codec.Seal → tunnel.Bind.SendControl → UDP port
+//
+// The node decides each trusted peer's path (tunnel.Bind.SetPath); the
+// WireGuard device only ever sees one stable endpoint per peer.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/whnet/wh/config"
+	"github.com/whnet/wh/dht"
+	"github.com/whnet/wh/ipc"
+	"github.com/whnet/wh/key"
+	"github.com/whnet/wh/orchid"
+	"github.com/whnet/wh/tunnel"
+	"github.com/whnet/wh/wire"
+)
+
+// Timers. A peer's path is retried with exponential backoff between
+// retryMin and retryMax while it has none; a path whose last handshake is
+// older than pathStale is probed again.
+const (
+	tickEvery   = time.Second
+	retryMin    = time.Second
+	retryMax    = 30 * time.Second
+	pathStale   = 3 * time.Minute // WireGuard's RejectAfterTime
+	probeWait   = 2 * time.Second
+	rxQueueSize = 1024
+)
+
+// Node is one running network.
+type Node struct {
+	// Constant after New.
+	opt   Options
+	log   *slog.Logger
+	priv  key.Private
+	pub   key.Public
+	codec *wire.Codec
+	bind  *tunnel.Bind
+	dev   *tunnel.Device // nil when headless
+	dht   *dht.Server
+	ctl   *ipc.Server // nil without a socket directory
+	rx    chan rxPacket
+	port  uint16
+	boot  []dht.Contact // the boot nodes, resolved at start
+
+	mu    sync.Mutex
+	net   *config.Network       // guarded by mu
+	peers map[key.Public]*peer  // trusted peers other than self; guarded by mu
+	addrs []netip.Prefix        // the interface's addresses; guarded by mu
+
+	ctx      context.Context // cancelled by Close
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	downReq  chan struct{} // closed when a client asks the node to go down
+	downOnce sync.Once
+	closed   sync.Once
+}
+
+type rxPacket struct {
+	pkt []byte
+	src netip.AddrPort
+}
+
+// peer is the node's view of one trusted peer. Guarded by Node.mu.
+type peer struct {
+	cfg       config.Node
+	direct    netip.AddrPort // current direct path; invalid if none
+	confirmed time.Time      // last authenticated message from direct
+	nextTry   time.Time      // when to look for a path again
+	backoff   time.Duration
+	trying    bool
+	why       string // why there is no path, for `wh show`
+}
+
+// New starts a node for network n with private key priv: it opens the
+// UDP port, creates the interface (unless headless) and the control
+// socket. Run then joins the network.
+func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
+	pub := priv.Public()
+	if wb := key.Workbits(pub, n.Namespace); wb < n.Workbit {
+		return nil, fmt.Errorf("key %s has %d workbits, the network needs %d", pub, wb, n.Workbit)
+	}
+	if opt.Interface == "" {
+		opt.Interface = "wh-" + pub.Short(8)
+	}
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	nd := &Node{
+		opt:     opt,
+		log:     log,
+		priv:    priv,
+		pub:     pub,
+		codec:   wire.NewCodec(priv, n.Namespace, n.Workbit),
+		rx:      make(chan rxPacket, rxQueueSize),
+		net:     n,
+		peers:   make(map[key.Public]*peer),
+		ctx:     ctx,
+		cancel:  cancel,
+		downReq: make(chan struct{}),
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			nd.Close()
+		}
+	}()
+	nd.bind = tunnel.NewBind(tunnel.BindOptions{
+		IsControl: wire.IsControl,
+		OnControl: nd.enqueue,
+		Logger:    log,
+	})
+	nd.boot = resolveBoot(ctx, n, pub, opt.Resolver, log)
+	d, err := dht.NewServer(dht.Config{
+		Key:       pub,
+		Boot:      nd.boot,
+		Transport: nd,
+		Table:     dht.TableConfig{Namespace: n.Namespace, Workbit: n.Workbit},
+		NAT:       func() bool { return opt.Mode == ModeNAT },
+		Logger:    log.With("sub", "dht"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	nd.dht = d
+
+	if Headless(n, pub) {
+		fns, port, err := nd.bind.Open(opt.ListenPort)
+		if err != nil {
+			return nil, fmt.Errorf("listen-port %d: %w", opt.ListenPort, err)
+		}
+		nd.port = port
+		for _, fn := range fns {
+			nd.wg.Go(func() { nd.drain(fn) })
+		}
+	} else {
+		self, _ := n.Node(pub)
+		nd.addrs = ownAddrs(n, self)
+		dev, err := tunnel.New(tunnel.Config{
+			Name:       opt.Interface,
+			Private:    priv,
+			ListenPort: opt.ListenPort,
+			Addresses:  nd.addrs,
+			Routes:     []netip.Prefix{orchid.Prefix},
+			TUN:        opt.TUN,
+			Bind:       nd.bind,
+			Logger:     log.With("sub", "wg"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		nd.dev = dev
+		nd.port = nd.bind.Port()
+	}
+	nd.applyPeers(n)
+
+	if opt.SocketDir != "" {
+		srv, err := ipc.Listen(ipc.SocketPath(opt.SocketDir, opt.Interface), opt.Version, nd.handle, log)
+		if err != nil {
+			return nil, fmt.Errorf("control socket: %w", err)
+		}
+		nd.ctl = srv
+	}
+	nd.wg.Go(nd.controlLoop)
+	ok = true
+	log.Info("wh listening", "key", pub.String(), "port", nd.port, "interface", opt.Interface,
+		"mode", opt.Mode.String(), "headless", nd.dev == nil)
+	return nd, nil
+}
+
+// ownAddrs returns the interface addresses of self: its overlay address
+// in the subnet and its ORCHID.
+func ownAddrs(n *config.Network, self config.Node) []netip.Prefix {
+	return []netip.Prefix{
+		netip.PrefixFrom(self.IP, n.Subnet.Bits()),
+		netip.PrefixFrom(orchid.Addr(self.Key, n.Namespace), 128),
+	}
+}
+
+// Public returns the node's public key.
+func (nd *Node) Public() key.Public { return nd.pub }
+
+// Port returns the UDP port the node listens on.
+func (nd *Node) Port() uint16 { return nd.port }
+
+// Interface returns the interface name.
+func (nd *Node) Interface() string { return nd.opt.Interface }
+
+// drain runs a headless node's receive function: the Bind hands control
+// messages to the node and drops the rest.
+func (nd *Node) drain(fn conn.ReceiveFunc) {
+	n := nd.bind.BatchSize()
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, 1<<16)
+	}
+	sizes := make([]int, n)
+	eps := make([]conn.Endpoint, n)
+	for {
+		if _, err := fn(bufs, sizes, eps); err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			select {
+			case <-nd.ctx.Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// enqueue is the Bind's control-message callback. It runs on a receive
+// goroutine, so it only queues (dropping when full, as a socket would).
+func (nd *Node) enqueue(pkt []byte, src netip.AddrPort) {
+	select {
+	case nd.rx <- rxPacket{pkt, src}:
+	default:
+	}
+}
+
+func (nd *Node) controlLoop() {
+	for {
+		select {
+		case <-nd.ctx.Done():
+			return
+		case p := <-nd.rx:
+			from, m, err := nd.codec.Open(p.pkt)
+			if err != nil {
+				continue // counted by the codec
+			}
+			nd.observe(from, p.src)
+			nd.dht.Handle(from, p.src, m)
+		}
+	}
+}
+
+// Send implements dht.Transport: seal m for to and send it from the
+// node's port.
+func (nd *Node) Send(to key.Public, addr netip.AddrPort, m wire.Message) error {
+	pkt, err := nd.codec.Seal(make([]byte, 0, 256), to, m)
+	if err != nil {
+		return err
+	}
+	return nd.bind.SendControl(pkt, addr)
+}
+
+// observe learns from an authenticated message: a trusted peer is at src.
+// Every new direct path starts this way (a probe's ping, or its pong), so
+// the Bind learns the address before WireGuard's first packet from it.
+func (nd *Node) observe(from key.Public, src netip.AddrPort) {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	p, ok := nd.peers[from]
+	if !ok {
+		return
+	}
+	now := time.Now()
+	if p.direct == src {
+		p.confirmed = now
+		return
+	}
+	// Move to the new address if we have none or ours went quiet.
+	if !p.direct.IsValid() || now.Sub(p.confirmed) > 2*probeWait {
+		nd.setDirectLocked(p, src, now)
+	}
+}
+
+func (nd *Node) setDirectLocked(p *peer, addr netip.AddrPort, now time.Time) {
+	if p.direct.IsValid() && p.direct != addr {
+		nd.bind.Forget(p.direct)
+	}
+	p.direct, p.confirmed, p.why = addr, now, ""
+	p.backoff = 0
+	nd.bind.Learn(addr, p.cfg.Key)
+	nd.bind.SetPath(p.cfg.Key, tunnel.Path{Direct: addr})
+	nd.log.Info("path", "peer", name(p.cfg), "direct", addr)
+}
+
+func name(n config.Node) string {
+	if n.Hostname != "" {
+		return n.Hostname
+	}
+	return n.Key.Short(10)
+}
+
+// Run joins the network and keeps paths to the trusted peers until ctx is
+// done, Close is called, or a client asks the node to go down.
+func (nd *Node) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-nd.ctx.Done():
+		case <-nd.downReq:
+		}
+		cancel()
+	}()
+	nd.wg.Go(func() { nd.dht.Run(nd.ctx) })
+	bootstrapped := make(chan struct{})
+	nd.wg.Go(func() {
+		nd.bootstrap(ctx)
+		close(bootstrapped)
+	})
+	t := time.NewTicker(tickEvery)
+	defer t.Stop()
+	for {
+		nd.maintain(ctx)
+		select {
+		case <-ctx.Done():
+			if nd.ctx.Err() != nil || isClosed(nd.downReq) {
+				return nil
+			}
+			return ctx.Err()
+		case <-bootstrapped:
+			// The DHT can find peers now: look for every peer at once
+			// instead of waiting out its backoff.
+			bootstrapped = nil
+			nd.retryAll()
+		case <-t.C:
+		}
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// retryAll clears every peer's backoff.
+func (nd *Node) retryAll() {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	for _, p := range nd.peers {
+		p.nextTry, p.backoff = time.Time{}, 0
+	}
+}
+
+// resolveBoot returns the contacts of the config's boot nodes, other than
+// self, resolving hostnames (each within a few seconds).
+func resolveBoot(ctx context.Context, n *config.Network, self key.Public, r *net.Resolver, log *slog.Logger) []dht.Contact {
+	var seeds []dht.Contact
+	for _, b := range n.Boot() {
+		if b.Key == self {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		addrs, err := b.Endpoint.Resolve(rctx, r)
+		cancel()
+		if err != nil {
+			log.Warn("boot node", "key", b.Key.String(), "endpoint", b.Endpoint.String(), "err", err)
+			continue
+		}
+		for _, a := range addrs {
+			seeds = append(seeds, dht.Contact{Key: b.Key, Addr: a})
+		}
+	}
+	return seeds
+}
+
+// bootstrap joins the DHT through the boot nodes and announces the node
+// with a lookup of its own key, retrying until it works.
+func (nd *Node) bootstrap(ctx context.Context) {
+	if len(nd.boot) == 0 {
+		nd.log.Info("no boot node other than this one: waiting to be found")
+		return
+	}
+	for wait := retryMin; ; wait = min(2*wait, retryMax) {
+		err := nd.dht.Bootstrap(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		nd.log.Warn("bootstrap", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// maintain starts a path search for every trusted peer that needs one.
+func (nd *Node) maintain(ctx context.Context) {
+	hs := nd.handshakes()
+	now := time.Now()
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	for k, p := range nd.peers {
+		if p.trying || now.Before(p.nextTry) {
+			continue
+		}
+		if p.direct.IsValid() && (now.Sub(hs[k]) < pathStale || now.Sub(p.confirmed) < pathStale) {
+			continue
+		}
+		p.trying = true
+		nd.wg.Go(func() { nd.connect(ctx, k) })
+	}
+}
+
+// handshakes returns the time of each peer's last WireGuard handshake.
+func (nd *Node) handshakes() map[key.Public]time.Time {
+	out := make(map[key.Public]time.Time)
+	if nd.dev == nil {
+		return out
+	}
+	ps, _ := nd.dev.Peers()
+	for _, s := range ps {
+		out[s.Key] = s.LastHandshake
+	}
+	return out
+}
+
+// connect looks for a direct path to peer k: its configured endpoint and
+// the addresses the DHT knows, each probed with a ping; the first answer
+// wins (observe sets the path when the pong arrives).
+func (nd *Node) connect(ctx context.Context, k key.Public) {
+	nd.mu.Lock()
+	p := nd.peers[k]
+	var ep config.Endpoint
+	if p != nil {
+		ep = p.cfg.Endpoint
+	}
+	nd.mu.Unlock()
+	if p == nil {
+		return
+	}
+	var cands []netip.AddrPort
+	if !ep.IsZero() {
+		if as, err := ep.Resolve(ctx, nd.opt.Resolver); err == nil {
+			cands = append(cands, as...)
+		}
+	}
+	why := ""
+	if r := nd.dht.Lookup(ctx, k); r.Found {
+		cands = append(cands, r.Contact.Addr)
+	} else if len(cands) == 0 {
+		why = "not found in the DHT"
+	}
+	ok := false
+	for _, a := range uniq(cands) {
+		pctx, cancel := context.WithTimeout(ctx, probeWait)
+		_, err := nd.dht.Ping(pctx, dht.Contact{Key: k, Addr: a})
+		cancel()
+		if err == nil {
+			ok = true
+			break
+		}
+		why = "no answer from " + a.String()
+	}
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	p.trying = false
+	if ok {
+		return
+	}
+	p.backoff = min(max(2*p.backoff, retryMin), retryMax)
+	p.nextTry = time.Now().Add(p.backoff)
+	p.why = why
+}
+
+func uniq(as []netip.AddrPort) []netip.AddrPort {
+	seen := make(map[netip.AddrPort]bool)
+	var out []netip.AddrPort
+	for _, a := range as {
+		a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+		if a.IsValid() && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// applyPeers makes the trusted peers of n the node's peers: new ones are
+// added, gone ones removed, the others keep their state and tunnels.
+func (nd *Node) applyPeers(n *config.Network) {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	want := make(map[key.Public]config.Node)
+	for _, c := range n.Trusted() {
+		if c.Key == nd.pub || c.Role == config.Alias || !c.IP.IsValid() {
+			continue
+		}
+		want[c.Key] = c
+	}
+	for k, p := range nd.peers {
+		if _, ok := want[k]; !ok {
+			if p.direct.IsValid() {
+				nd.bind.Forget(p.direct)
+			}
+			nd.bind.SetPath(k, tunnel.Path{})
+			delete(nd.peers, k)
+		}
+	}
+	var wg []tunnel.Peer
+	for k, c := range want {
+		if p, ok := nd.peers[k]; ok {
+			p.cfg = c
+		} else {
+			nd.peers[k] = &peer{cfg: c}
+		}
+		wg = append(wg, tunnel.Peer{Key: k, AllowedIPs: []netip.Prefix{
+			netip.PrefixFrom(c.IP, c.IP.BitLen()),
+			netip.PrefixFrom(orchid.Addr(k, n.Namespace), 128),
+		}})
+	}
+	nd.net = n
+	if nd.dev != nil {
+		if err := nd.dev.SetPeers(wg); err != nil {
+			nd.log.Error("configuring WireGuard peers", "err", err)
+		}
+	}
+}
+
+// Reload applies a changed config. The namespace, the workbit and the
+// node's own address cannot change: restart for that.
+func (nd *Node) Reload(n *config.Network) error {
+	nd.mu.Lock()
+	old := nd.net
+	nd.mu.Unlock()
+	switch {
+	case n.Namespace != old.Namespace:
+		return errors.New("namespace changed: restart the node to change it")
+	case n.Workbit != old.Workbit:
+		return errors.New("workbit changed: restart the node to change it")
+	case Headless(n, nd.pub) != (nd.dev == nil):
+		return errors.New("this node's own address appeared or went: restart the node")
+	}
+	if nd.dev != nil {
+		self, _ := n.Node(nd.pub)
+		for i, a := range ownAddrs(n, self) {
+			if a != nd.addrs[i] {
+				return fmt.Errorf("this node's address changed (%s → %s): restart the node", nd.addrs[i], a)
+			}
+		}
+	}
+	nd.applyPeers(n)
+	nd.log.Info("reloaded", "trusted", len(n.Trusted()))
+	return nil
+}
+
+// Close stops the node: the control socket, the DHT, the device and its
+// interface. It is safe to call more than once.
+func (nd *Node) Close() error {
+	nd.closed.Do(func() {
+		nd.cancel()
+		if nd.ctl != nil {
+			nd.ctl.Close()
+		}
+		if nd.dht != nil {
+			nd.dht.Close()
+		}
+		if nd.dev != nil {
+			nd.dev.Close()
+		} else if nd.bind != nil {
+			nd.bind.Close()
+		}
+		nd.wg.Wait()
+	})
+	return nil
+}

@@ -1,0 +1,84 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/whnet/wh/config"
+	"github.com/whnet/wh/key"
+	"github.com/whnet/wh/resolver"
+)
+
+// Mode is what a node assumes about its own reachability.
+type Mode uint8
+
+const (
+	// ModeUnknown detects whether the node is behind NAT (the default).
+	ModeUnknown Mode = iota
+	// ModeDirect asserts a public address: no detection, no keepalives.
+	ModeDirect
+	// ModeNAT asserts a NAT: keep mappings alive, never act as a hop.
+	ModeNAT
+)
+
+var modeNames = [...]string{"unknown", "direct", "nat"}
+
+func (m Mode) String() string {
+	if int(m) < len(modeNames) {
+		return modeNames[m]
+	}
+	return fmt.Sprintf("Mode(%d)", m)
+}
+
+// ParseMode parses unknown, direct or nat.
+func ParseMode(s string) (Mode, error) {
+	for i, n := range modeNames {
+		if n == s {
+			return Mode(i), nil
+		}
+	}
+	return 0, fmt.Errorf("mode %q: want unknown, direct or nat", s)
+}
+
+// Options tunes a Node. The zero value of each field is documented.
+type Options struct {
+	// Interface names the WireGuard interface, its UAPI socket and its
+	// control socket. Empty means "wh-" and 8 characters of the public key.
+	Interface string
+	// ConfigPath is the file Reload re-reads. Empty disables reload from
+	// the control socket (Reload with a network still works).
+	ConfigPath string
+	// ListenPort is the UDP port for WireGuard and the control protocol.
+	// Zero picks a free one.
+	ListenPort uint16
+	// Mode is what to assume about NAT. Zero detects.
+	Mode Mode
+	// DNS is how names reach the system. Zero (auto) detects.
+	DNS resolver.Mode
+	// TUN, if set, is used instead of creating a kernel TUN (netstack, for
+	// tests and rootless use). Addresses and routes are then not set.
+	TUN tun.Device
+	// SocketDir is where the control socket goes. Empty means no control
+	// socket (tests); the daemon passes ipc.Dir.
+	SocketDir string
+	// Version is reported in control replies.
+	Version string
+	// Logger receives the node's logs. Nil discards them.
+	Logger *slog.Logger
+	// Resolver resolves hostnames in endpoints. Nil means net.DefaultResolver.
+	Resolver *net.Resolver
+}
+
+// Headless reports whether a node with key pub in network n runs without
+// an interface: no subnet, or no address of its own in the config. Such a
+// node serves the DHT, bootstrap and relay only, like WireHub's public nodes.
+func Headless(n *config.Network, pub key.Public) bool {
+	if !n.Subnet.IsValid() {
+		return true
+	}
+	self, ok := n.Node(pub)
+	return !ok || !self.Trusted() || !self.IP.IsValid()
+}
