@@ -31,15 +31,19 @@
 //
 // Each direction has its own key, so the two sides never use a nonce under
 // the same key even if their counters meet. A Codec caches the derived keys
-// of up to DefaultCacheSize peers (X25519 costs about 100 µs).
+// of up to DefaultCacheSize peers: a derivation costs 100-200 µs of CPU, a
+// Seal and an Open of a small body together about 1.5 µs.
 //
 // Why a counter nonce and not XChaCha20-Poly1305 with a random one: the
 // counter is needed anyway as the timestamp for freshness and as the replay
 // window's sequence number, so it doubles as the nonce at no cost, where a
 // random nonce would add 24 bytes to every packet. Within a process the
-// counter never repeats. A nonce could only repeat across a restart with the
-// same key whose wall clock stepped back past counters already used and hit
-// one of them to the nanosecond with the same peer; that is what we accept.
+// counter never repeats: it is the clock made strictly increasing, so after
+// a backward step it runs ahead of the clock until the clock catches up. A
+// nonce could only repeat across a restart with the same key whose wall
+// clock stepped back past counters already used and hit one of them to the
+// nanosecond with the same peer; that is the risk we accept. (Two processes
+// must not run with one key at once; that would break the DHT anyway.)
 //
 // # Receiving
 //
