@@ -1,0 +1,302 @@
+package dht
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/whnet/wh/key"
+)
+
+// QueryFunc asks the node to for the contacts it knows nearest to target
+// (a FindNode). It must return when ctx is done. NAT contacts in the answer
+// are targets that to keeps alive and can relay to.
+type QueryFunc func(ctx context.Context, to Contact, target key.Public) ([]Contact, error)
+
+// LookupConfig tunes Lookup.
+type LookupConfig struct {
+	// Self is the looking node's own key; it is never queried or returned.
+	Self key.Public
+	// K is how many nearest nodes must answer before the lookup ends. Zero
+	// means DefaultK.
+	K int
+	// Alpha is how many queries are in flight at once. Zero means
+	// DefaultAlpha.
+	Alpha int
+	// Timeout bounds each query. Zero means only ctx bounds it (the
+	// QueryFunc may have its own timeout).
+	Timeout time.Duration
+	// Admit, if set, filters the contacts that replies bring: a contact it
+	// rejects (too few workbits, say) is neither queried nor returned.
+	Admit func(Contact) bool
+}
+
+// Result is the outcome of a Lookup.
+type Result struct {
+	Target key.Public
+	// Closest holds up to K direct nodes nearest to Target that answered,
+	// nearest first.
+	Closest []Contact
+	// Found is set when the target itself was reached: it answered a query
+	// (a direct node), or direct nodes that keep it vouched for it (a NAT
+	// node; see Vias).
+	Found bool
+	// Contact is the target's contact when Found. For a NAT node, Addr is
+	// its reflexive address as the nearest Via sees it.
+	Contact Contact
+	// Vias are the direct nodes that returned the NATed target as a
+	// contact of their own, nearest to the target first: the candidates to
+	// relay to it or to rendezvous a hole punch.
+	Vias []Contact
+	// Hops is the number of query hops after which the target was first
+	// learned (0 if a seed was the target, -1 if never learned).
+	Hops int
+	// Rounds is the depth of the deepest node that answered: the length
+	// of the longest chain of queries, each to a node the previous one
+	// returned.
+	Rounds int
+	// Queries counts the queries sent; Failures those that failed.
+	Queries, Failures int
+	// Err is ctx's error if the lookup was cut short.
+	Err error
+}
+
+// ErrNoSeeds is returned in Result.Err when a lookup has nobody to ask.
+var ErrNoSeeds = errors.New("dht: lookup without seed contacts")
+
+type candState uint8
+
+const (
+	unqueried candState = iota
+	inFlight
+	answered
+	failed
+)
+
+type candidate struct {
+	Contact
+	dist  distance
+	depth int // hops to learn this candidate; 0 for seeds
+	state candState
+}
+
+type reply struct {
+	c        *candidate
+	contacts []Contact
+	err      error
+}
+
+// Lookup is Kademlia's iterative node lookup. It starts from seeds (the
+// caller's own nearest contacts), keeps up to Alpha queries in flight, each
+// to the nearest candidate not yet asked among the K nearest known, and
+// ends when the K nearest candidates that did not fail have all answered.
+// NAT contacts are never queried; a NATed target is found through the
+// nodes that return it.
+//
+// The lookup's state is owned by the calling goroutine; each query runs in
+// its own goroutine and reports back on a channel. Lookup returns only
+// after every query goroutine has finished.
+func Lookup(ctx context.Context, target key.Public, seeds []Contact, cfg LookupConfig, query QueryFunc) Result {
+	if cfg.K <= 0 {
+		cfg.K = DefaultK
+	}
+	if cfg.Alpha <= 0 {
+		cfg.Alpha = DefaultAlpha
+	}
+	l := &lookup{
+		cfg:    cfg,
+		target: target,
+		byKey:  make(map[key.Public]*candidate),
+		res:    Result{Target: target, Hops: -1},
+	}
+	for _, s := range seeds {
+		l.learn(s, 0, Contact{})
+	}
+	if len(l.sorted) == 0 && !l.res.Found {
+		l.res.Err = ErrNoSeeds
+		return l.res
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	replies := make(chan reply, cfg.Alpha)
+	inflight := 0
+	for {
+		for inflight < cfg.Alpha {
+			c := l.next()
+			if c == nil {
+				break
+			}
+			c.state = inFlight
+			inflight++
+			l.res.Queries++
+			go func() {
+				qctx := ctx
+				if cfg.Timeout > 0 {
+					var cancel context.CancelFunc
+					qctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+					defer cancel()
+				}
+				contacts, err := query(qctx, c.Contact, target)
+				replies <- reply{c, contacts, err}
+			}()
+		}
+		if inflight == 0 || l.done() {
+			break
+		}
+		var r reply
+		select {
+		case r = <-replies:
+		case <-ctx.Done():
+			l.res.Err = ctx.Err()
+		}
+		if l.res.Err != nil {
+			break
+		}
+		inflight--
+		l.handle(r)
+	}
+	// Stragglers outside the K nearest, or a cancelled lookup: stop them
+	// and wait, so that no goroutine outlives the lookup.
+	cancel()
+	for ; inflight > 0; inflight-- {
+		l.handle(<-replies)
+	}
+	l.finish()
+	return l.res
+}
+
+// lookup is the state of one Lookup, owned by its goroutine.
+type lookup struct {
+	cfg    LookupConfig
+	target key.Public
+	sorted []*candidate // direct candidates, nearest first
+	byKey  map[key.Public]*candidate
+	vias   []viaReport // nodes that returned the NATed target
+	res    Result
+}
+
+// viaReport is a direct node's answer that it keeps the NATed target.
+type viaReport struct {
+	via, target Contact
+}
+
+// learn takes in contact c, learned at depth from node from (zero for a
+// seed).
+func (l *lookup) learn(c Contact, depth int, from Contact) {
+	if c.Key == l.cfg.Self || (l.cfg.Admit != nil && !l.cfg.Admit(c)) {
+		return
+	}
+	if c.Key == l.target && l.res.Hops < 0 {
+		l.res.Hops = depth
+	}
+	if c.NAT {
+		if c.Key != l.target {
+			return
+		}
+		if from.Key.IsZero() {
+			// Our own NAT contact: we keep it, we are its Via.
+			l.res.Found, l.res.Contact = true, c
+			return
+		}
+		for _, v := range l.vias {
+			if v.via.Key == from.Key {
+				return
+			}
+		}
+		l.vias = append(l.vias, viaReport{from, c})
+		return
+	}
+	if _, ok := l.byKey[c.Key]; ok {
+		return
+	}
+	cand := &candidate{Contact: c, dist: xor(c.Key, l.target), depth: depth}
+	l.byKey[c.Key] = cand
+	// Insert in order; candidate lists are a few hundred long at most.
+	i := len(l.sorted)
+	for i > 0 && l.sorted[i-1].dist.cmp(cand.dist) > 0 {
+		i--
+	}
+	l.sorted = append(l.sorted, nil)
+	copy(l.sorted[i+1:], l.sorted[i:])
+	l.sorted[i] = cand
+}
+
+// next returns the nearest unqueried candidate among the K nearest that
+// have not failed, or nil.
+func (l *lookup) next() *candidate {
+	n := 0
+	for _, c := range l.sorted {
+		if n == l.cfg.K {
+			break
+		}
+		switch c.state {
+		case unqueried:
+			return c
+		case failed:
+			continue
+		}
+		n++
+	}
+	return nil
+}
+
+// done reports whether the K nearest candidates that have not failed have
+// all answered.
+func (l *lookup) done() bool {
+	n := 0
+	for _, c := range l.sorted {
+		if n == l.cfg.K {
+			break
+		}
+		switch c.state {
+		case unqueried, inFlight:
+			return false
+		case answered:
+			n++
+		}
+	}
+	return true
+}
+
+func (l *lookup) handle(r reply) {
+	if r.err != nil {
+		r.c.state = failed
+		l.res.Failures++
+		return
+	}
+	r.c.state = answered
+	l.res.Rounds = max(l.res.Rounds, r.c.depth+1)
+	for _, c := range r.contacts {
+		l.learn(c, r.c.depth+1, r.c.Contact)
+	}
+}
+
+func (l *lookup) finish() {
+	for _, c := range l.sorted {
+		if len(l.res.Closest) == l.cfg.K {
+			break
+		}
+		if c.state == answered {
+			l.res.Closest = append(l.res.Closest, c.Contact)
+			if c.Key == l.target {
+				l.res.Found, l.res.Contact = true, c.Contact
+			}
+		}
+	}
+	if len(l.vias) > 0 && !l.res.Found {
+		// The nearest via, whose view of the target is the freshest
+		// Kademlia can offer, gives the target's address.
+		nearest := l.vias[0]
+		for _, v := range l.vias[1:] {
+			if xor(v.via.Key, l.target).cmp(xor(nearest.via.Key, l.target)) < 0 {
+				nearest = v
+			}
+		}
+		l.res.Found, l.res.Contact = true, nearest.target
+	}
+	for _, v := range l.vias {
+		l.res.Vias = append(l.res.Vias, v.via)
+	}
+	sortByDistance(l.res.Vias, l.target)
+}
