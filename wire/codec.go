@@ -116,7 +116,7 @@ type Codec struct {
 	// peers holds every cached peer, each in exactly one of idle and
 	// active. idle: peers nothing was accepted from yet, most recently
 	// used first; evicted first. active: peers with a replay window, most
-	// recently accepted first; evicted only once idle for 2*MaxSkew, when
+	// recently accepted first; evicted only once quiet for 2*MaxSkew, when
 	// their packets can no longer pass the freshness check.
 	peers  map[key.Public]*peer // guarded by mu
 	idle   list.List            // of *peer; guarded by mu
