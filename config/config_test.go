@@ -2,7 +2,9 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
@@ -495,5 +497,65 @@ func TestLoad(t *testing.T) {
 	var perr *Error
 	if !errors.As(err, &perr) || perr.File != "testdata/bad.conf" || perr.Line != 3 {
 		t.Errorf("Load(bad.conf) = %v, want an *Error on testdata/bad.conf:3", err)
+	}
+}
+
+// TestDocExamples parses every plain ``` block of docs/config.md and
+// examples/net.conf, and checks the addresses their comments promise
+// ("# 10.0.42.2", "# none").
+func TestDocExamples(t *testing.T) {
+	doc, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile("../examples/net.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := []string{string(example)}
+	var cur []string
+	in := false
+	for _, l := range strings.Split(string(doc), "\n") {
+		switch {
+		case !in && l == "```":
+			in, cur = true, nil
+		case in && l == "```":
+			in = false
+			blocks = append(blocks, strings.Join(cur, "\n"))
+		case in:
+			cur = append(cur, l)
+		}
+	}
+	if len(blocks) < 5 {
+		t.Fatalf("found only %d config blocks", len(blocks))
+	}
+	checked := 0
+	for i, b := range blocks {
+		n, err := Parse(fmt.Sprintf("block%d", i), []byte(b))
+		if err != nil {
+			t.Errorf("block %d: %v\n%s", i, err, b)
+			continue
+		}
+		lines := strings.Split(b, "\n")
+		for _, nd := range n.Nodes {
+			_, comment, ok := strings.Cut(lines[nd.Line-1], "#")
+			if !ok {
+				continue
+			}
+			word := strings.Fields(comment)[0]
+			want := netip.Addr{}
+			if word != "none" {
+				if want, err = netip.ParseAddr(word); err != nil {
+					continue
+				}
+			}
+			checked++
+			if nd.IP != want {
+				t.Errorf("block %d line %d: address %v, comment says %s", i, nd.Line, nd.IP, word)
+			}
+		}
+	}
+	if checked < 10 {
+		t.Errorf("checked only %d address comments", checked)
 	}
 }
