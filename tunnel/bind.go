@@ -1,0 +1,549 @@
+package tunnel
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+
+	"github.com/whnet/wh/key"
+)
+
+// Errors returned by Bind.
+var (
+	ErrNoPath       = errors.New("tunnel: no path to peer")
+	ErrUnknownPeer  = errors.New("tunnel: peer unknown to the bind")
+	ErrNotWireGuard = errors.New("tunnel: not a WireGuard message")
+	ErrQueueFull    = errors.New("tunnel: inject queue full")
+	ErrBadPath      = errors.New("tunnel: path has both Direct and Relay")
+)
+
+const (
+	// injectQueueLen bounds the relayed packets waiting for the device.
+	injectQueueLen = 1024
+	// injectBufSize is the starting capacity of a pooled inject buffer: a full
+	// DefaultMTU packet plus WireGuard's overhead fits.
+	injectBufSize = 2048
+)
+
+// BindOptions configures a Bind. The zero value is a Bind that passes WireGuard and drops
+// everything else.
+type BindOptions struct {
+	// IsControl reports whether a datagram that is not WireGuard is a control message.
+	// Nil means none is. It runs on the receive path for every such datagram.
+	IsControl func(pkt []byte) bool
+
+	// OnControl receives each control message with its unmapped source address. It runs
+	// on a receive goroutine of the device: keep it short (queue and return). pkt is a
+	// copy the callee owns. Required when IsControl is set.
+	OnControl func(pkt []byte, src netip.AddrPort)
+
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// Bind is wh's conn.Bind: wireguard-go's StdNetBind plus the control-message demultiplexer,
+// per-peer paths and relayed-packet injection described in the package documentation.
+// The device opens and closes it (on Up, Down and listen-port changes); all other methods
+// are safe for concurrent use at any time.
+type Bind struct {
+	// Constant after NewBind.
+	inner     conn.Bind // a *conn.StdNetBind; safe for concurrent Send
+	isControl func([]byte) bool
+	onControl func([]byte, netip.AddrPort)
+	log       *slog.Logger
+	injectq   chan injected // relayed packets for the device, bounded
+	bufs      sync.Pool     // of *[]byte for injectq
+
+	tables atomic.Pointer[tables] // immutable snapshot; replaced under mu
+	open   atomic.Bool
+	stats  counters
+
+	mu      sync.Mutex    // guards the fields below and serializes table updates
+	closing chan struct{} // closed by Close; made by Open; ends the inject receive func
+	port    uint16        // from the last successful Open
+}
+
+// tables are the Bind's peer maps. A snapshot is never modified: writers copy it under
+// Bind.mu and swap the pointer, so the receive and send paths read it without locking.
+type tables struct {
+	byKey  map[key.Public]*peerEndpoint
+	byID   map[netip.AddrPort]*peerEndpoint // synthetic address → endpoint
+	byAddr map[netip.AddrPort]*peerEndpoint // learned underlay address → endpoint
+}
+
+// injected is a relayed WireGuard packet waiting for the device.
+type injected struct {
+	buf  *[]byte // from Bind.bufs
+	peer *peerEndpoint
+}
+
+var _ conn.Bind = (*Bind)(nil)
+
+// NewBind returns a closed Bind; the device opens it.
+func NewBind(o BindOptions) *Bind {
+	b := &Bind{
+		inner:     conn.NewStdNetBind(),
+		isControl: o.IsControl,
+		onControl: o.OnControl,
+		log:       o.Logger,
+		injectq:   make(chan injected, injectQueueLen),
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if b.isControl != nil && b.onControl == nil {
+		b.onControl = func([]byte, netip.AddrPort) {}
+	}
+	b.bufs.New = func() any { s := make([]byte, 0, injectBufSize); return &s }
+	b.tables.Store(&tables{})
+	return b
+}
+
+// Open implements conn.Bind. It opens the IPv4 and IPv6 sockets on port (0: random) and
+// returns their demultiplexing receive functions plus one for injected packets.
+func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	fns, actual, err := b.inner.Open(port)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]conn.ReceiveFunc, 0, len(fns)+1)
+	for _, fn := range fns {
+		out = append(out, b.demux(fn))
+	}
+	b.closing = make(chan struct{})
+	out = append(out, b.receiveInjected(b.closing))
+	b.port = actual
+	b.open.Store(true)
+	return out, actual, nil
+}
+
+// Close implements conn.Bind: every receive function returns net.ErrClosed afterwards.
+// Closing a closed Bind does nothing.
+func (b *Bind) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.open.Store(false)
+	err := b.inner.Close()
+	if b.closing != nil {
+		close(b.closing)
+		b.closing = nil
+	}
+	for {
+		select {
+		case p := <-b.injectq:
+			b.bufs.Put(p.buf)
+			continue
+		default:
+		}
+		break
+	}
+	return err
+}
+
+// Port is the UDP port of the last successful Open: the port to announce. It changes only
+// when the device re-opens the Bind on another port.
+func (b *Bind) Port() uint16 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.port
+}
+
+// SetMark implements conn.Bind.
+func (b *Bind) SetMark(mark uint32) error { return b.inner.SetMark(mark) }
+
+// BatchSize implements conn.Bind.
+func (b *Bind) BatchSize() int { return b.inner.BatchSize() }
+
+// ParseEndpoint implements conn.Bind. It accepts a peer's synthetic address (see
+// endpointID) for a peer the Bind knows, and any other ip:port as a plain endpoint.
+func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: parse endpoint: %w", err)
+	}
+	if discardPrefix.Contains(ap.Addr()) {
+		if pe := b.tables.Load().byID[ap]; pe != nil {
+			return pe, nil
+		}
+		return nil, fmt.Errorf("tunnel: parse endpoint %s: %w", ap, errEndpointNotPeer)
+	}
+	return &conn.StdNetEndpoint{AddrPort: unmap(ap)}, nil
+}
+
+// demux wraps one of StdNetBind's receive functions; see the package documentation.
+// Per batch it loads the tables once and touches the shared counters once.
+func (b *Bind) demux(recv conn.ReceiveFunc) conn.ReceiveFunc {
+	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		n, err := recv(bufs, sizes, eps)
+		if err != nil {
+			return n, err
+		}
+		t := b.tables.Load()
+		var wg, ctl, drop uint64
+		var lastSrc netip.AddrPort // GRO batches come from one source: cache its lookup
+		var lastPeer *peerEndpoint
+		for i := range n {
+			if sizes[i] == 0 {
+				continue
+			}
+			pkt := bufs[i][:sizes[i]]
+			std, ok := eps[i].(*conn.StdNetEndpoint)
+			if !ok {
+				continue // not from StdNetBind; leave it to the device
+			}
+			switch {
+			case looksLikeWireGuard(pkt):
+				wg++
+				if len(t.byAddr) == 0 {
+					continue
+				}
+				if src := unmap(std.AddrPort); src != lastSrc {
+					lastSrc, lastPeer = src, t.byAddr[src]
+				}
+				if lastPeer != nil {
+					eps[i] = lastPeer
+				}
+			case b.isControl != nil && b.isControl(pkt):
+				ctl++
+				sizes[i] = 0
+				b.onControl(bytes.Clone(pkt), unmap(std.AddrPort))
+			default:
+				drop++
+				sizes[i] = 0
+			}
+		}
+		b.stats.wireGuardIn.Add(wg)
+		b.stats.controlIn.Add(ctl)
+		b.stats.dropUnknown.Add(drop)
+		return n, nil
+	}
+}
+
+// receiveInjected returns the receive function that hands injected packets to the device.
+// It returns net.ErrClosed once closing is closed.
+func (b *Bind) receiveInjected(closing <-chan struct{}) conn.ReceiveFunc {
+	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		var p injected
+		select {
+		case <-closing:
+			return 0, net.ErrClosed
+		default:
+		}
+		select {
+		case <-closing:
+			return 0, net.ErrClosed
+		case p = <-b.injectq:
+		}
+		n := 0
+		for {
+			sizes[n] = copy(bufs[n], *p.buf) // Inject bounds len to the device's buffers
+			eps[n] = p.peer
+			b.bufs.Put(p.buf)
+			n++
+			if n == len(bufs) {
+				break
+			}
+			select {
+			case p = <-b.injectq:
+				continue
+			default:
+			}
+			break
+		}
+		b.stats.injectedIn.Add(uint64(n))
+		return n, nil
+	}
+}
+
+// Send implements conn.Bind. For a peer's endpoint, and for a plain endpoint whose address
+// the node has learned for a peer (the device roamed to it before the node learned it), it
+// sends on the peer's current path; other plain endpoints are sent to directly.
+func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	var pe *peerEndpoint
+	switch e := ep.(type) {
+	case *peerEndpoint:
+		pe = e
+	case *conn.StdNetEndpoint:
+		pe = b.tables.Load().byAddr[unmap(e.AddrPort)]
+		if pe == nil {
+			return b.sendDirect(bufs, e)
+		}
+	default:
+		return conn.ErrWrongEndpointType
+	}
+	r := pe.route.Load()
+	switch {
+	case r == nil:
+		b.stats.dropNoPath.Add(uint64(len(bufs)))
+		return ErrNoPath
+	case r.direct != nil:
+		return b.sendDirect(bufs, r.direct)
+	}
+	if err := r.relay(bufs); err != nil {
+		b.stats.sendErrors.Add(uint64(len(bufs)))
+		return fmt.Errorf("tunnel: relay to %s: %w", pe.key.Short(8), err)
+	}
+	b.stats.relayedOut.Add(uint64(len(bufs)))
+	return nil
+}
+
+func (b *Bind) sendDirect(bufs [][]byte, ep *conn.StdNetEndpoint) error {
+	if err := b.sendInner(bufs, ep); err != nil {
+		b.stats.sendErrors.Add(uint64(len(bufs)))
+		return err
+	}
+	b.stats.wireGuardOut.Add(uint64(len(bufs)))
+	return nil
+}
+
+// sendInner sends through StdNetBind. ErrUDPGSODisabled means the packets were sent after
+// StdNetBind turned GSO off for a NIC without checksum offload: log it, not an error.
+func (b *Bind) sendInner(bufs [][]byte, ep *conn.StdNetEndpoint) error {
+	err := b.inner.Send(bufs, ep)
+	if err == nil {
+		return nil
+	}
+	var gso conn.ErrUDPGSODisabled // escapes: keep it off the success path
+	if errors.As(err, &gso) {
+		b.log.Warn("UDP GSO disabled", "err", gso)
+		err = gso.RetryErr
+	}
+	return err
+}
+
+// SendControl sends a control message from the node's UDP port to dst.
+func (b *Bind) SendControl(pkt []byte, dst netip.AddrPort) error {
+	dst = unmap(dst)
+	if !b.open.Load() {
+		return fmt.Errorf("tunnel: send control to %s: %w", dst, net.ErrClosed)
+	}
+	if err := b.sendInner([][]byte{pkt}, &conn.StdNetEndpoint{AddrPort: dst}); err != nil {
+		return fmt.Errorf("tunnel: send control to %s: %w", dst, err)
+	}
+	b.stats.controlOut.Add(1)
+	return nil
+}
+
+// Inject queues a WireGuard packet that reached us through a relay from peer. The packet
+// is copied. It returns ErrNotWireGuard, ErrUnknownPeer (no SetPath, Learn or device peer
+// for it), net.ErrClosed or ErrQueueFull when the packet was dropped; all are counted.
+func (b *Bind) Inject(pkt []byte, from key.Public) error {
+	if !looksLikeWireGuard(pkt) || len(pkt) > device.MaxMessageSize {
+		b.stats.dropInjectInvalid.Add(1)
+		return ErrNotWireGuard
+	}
+	pe := b.tables.Load().byKey[from]
+	if pe == nil {
+		b.stats.dropInjectInvalid.Add(1)
+		return ErrUnknownPeer
+	}
+	if !b.open.Load() {
+		b.stats.dropInjectClosed.Add(1)
+		return net.ErrClosed
+	}
+	buf := b.bufs.Get().(*[]byte)
+	*buf = append((*buf)[:0], pkt...)
+	select {
+	case b.injectq <- injected{buf: buf, peer: pe}:
+		return nil
+	default:
+		b.bufs.Put(buf)
+		b.stats.dropInjectFull.Add(1)
+		return ErrQueueFull
+	}
+}
+
+// SetPath sets how packets to peer are sent from now on; see Path. The device does not
+// notice: its sessions with the peer continue.
+func (b *Bind) SetPath(peer key.Public, p Path) error {
+	var r *route
+	switch {
+	case p.Direct.IsValid() && p.Relay != nil:
+		return ErrBadPath
+	case p.Direct.IsValid():
+		r = &route{direct: &conn.StdNetEndpoint{AddrPort: unmap(p.Direct)}}
+	case p.Relay != nil:
+		r = &route{relay: p.Relay}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	pe, err := b.endpointLocked(peer)
+	if err != nil {
+		return err
+	}
+	pe.route.Store(r)
+	return nil
+}
+
+// Learn records that datagrams from addr come from peer, after the node authenticated a
+// control message from there: WireGuard packets from addr then carry the peer's endpoint.
+// An address belongs to one peer; learning it again for another moves it.
+func (b *Bind) Learn(addr netip.AddrPort, peer key.Public) error {
+	addr = unmap(addr)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	pe, err := b.endpointLocked(peer)
+	if err != nil {
+		return err
+	}
+	t := b.tables.Load()
+	if t.byAddr[addr] == pe {
+		return nil
+	}
+	nt := *t
+	nt.byAddr = maps.Clone(t.byAddr)
+	if nt.byAddr == nil {
+		nt.byAddr = make(map[netip.AddrPort]*peerEndpoint)
+	}
+	nt.byAddr[addr] = pe
+	b.tables.Store(&nt)
+	return nil
+}
+
+// Forget undoes Learn: datagrams from addr again carry a plain endpoint.
+func (b *Bind) Forget(addr netip.AddrPort) {
+	addr = unmap(addr)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := b.tables.Load()
+	if _, ok := t.byAddr[addr]; !ok {
+		return
+	}
+	nt := *t
+	nt.byAddr = maps.Clone(t.byAddr)
+	delete(nt.byAddr, addr)
+	b.tables.Store(&nt)
+}
+
+// RemovePeer forgets peer: its path, its learned addresses and its endpoint. A device
+// that still holds the endpoint drops what it sends to it.
+func (b *Bind) RemovePeer(peer key.Public) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t := b.tables.Load()
+	pe := t.byKey[peer]
+	if pe == nil {
+		return
+	}
+	pe.route.Store(nil)
+	nt := tables{
+		byKey:  maps.Clone(t.byKey),
+		byID:   maps.Clone(t.byID),
+		byAddr: maps.Clone(t.byAddr),
+	}
+	delete(nt.byKey, peer)
+	delete(nt.byID, pe.id)
+	maps.DeleteFunc(nt.byAddr, func(_ netip.AddrPort, v *peerEndpoint) bool { return v == pe })
+	b.tables.Store(&nt)
+}
+
+// endpoint returns peer's endpoint, creating it if needed.
+func (b *Bind) endpoint(peer key.Public) (*peerEndpoint, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.endpointLocked(peer)
+}
+
+func (b *Bind) endpointLocked(peer key.Public) (*peerEndpoint, error) {
+	t := b.tables.Load()
+	if pe := t.byKey[peer]; pe != nil {
+		return pe, nil
+	}
+	pe := newPeerEndpoint(peer)
+	if other := t.byID[pe.id]; other != nil {
+		// 80 bits of two keys agree: someone made them collide on purpose.
+		return nil, fmt.Errorf("tunnel: peers %s and %s share endpoint %s", peer, other.key, pe.id)
+	}
+	nt := tables{
+		byKey:  maps.Clone(t.byKey),
+		byID:   maps.Clone(t.byID),
+		byAddr: t.byAddr,
+	}
+	if nt.byKey == nil {
+		nt.byKey = make(map[key.Public]*peerEndpoint)
+		nt.byID = make(map[netip.AddrPort]*peerEndpoint)
+	}
+	nt.byKey[peer] = pe
+	nt.byID[pe.id] = pe
+	b.tables.Store(&nt)
+	return pe, nil
+}
+
+// looksLikeWireGuard reports whether b has the header and size of a WireGuard message:
+// a little-endian uint32 type 1..4 and the size that type requires.
+func looksLikeWireGuard(b []byte) bool {
+	if len(b) < 4 || b[1]|b[2]|b[3] != 0 {
+		return false
+	}
+	switch b[0] {
+	case device.MessageInitiationType:
+		return len(b) == device.MessageInitiationSize
+	case device.MessageResponseType:
+		return len(b) == device.MessageResponseSize
+	case device.MessageCookieReplyType:
+		return len(b) == device.MessageCookieReplySize
+	case device.MessageTransportType:
+		return len(b) >= device.MessageTransportSize
+	}
+	return false
+}
+
+// unmap turns an IPv4-mapped IPv6 address into IPv4: StdNetBind picks its socket by the
+// address family.
+func unmap(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// Stats are a Bind's counters since NewBind, in datagrams.
+type Stats struct {
+	ControlIn    uint64 // control messages handed to OnControl
+	ControlOut   uint64 // control messages sent
+	WireGuardIn  uint64 // WireGuard messages received from the socket
+	WireGuardOut uint64 // WireGuard messages sent directly
+	InjectedIn   uint64 // relayed WireGuard messages handed to the device
+	RelayedOut   uint64 // WireGuard messages handed to a Relay func
+
+	DropUnknown       uint64 // received, neither WireGuard nor control
+	DropNoPath        uint64 // to a peer without a path
+	DropInjectInvalid uint64 // injected: not WireGuard, or from an unknown peer
+	DropInjectClosed  uint64 // injected while the Bind was closed
+	DropInjectFull    uint64 // injected while the queue was full
+	SendErrors        uint64 // failed direct or relayed sends
+}
+
+// counters are Stats as they are counted.
+type counters struct {
+	controlIn, controlOut, wireGuardIn, wireGuardOut, injectedIn, relayedOut     atomic.Uint64
+	dropUnknown, dropNoPath, dropInjectInvalid, dropInjectClosed, dropInjectFull atomic.Uint64
+	sendErrors                                                                   atomic.Uint64
+}
+
+// Stats returns the Bind's counters.
+func (b *Bind) Stats() Stats {
+	c := &b.stats
+	return Stats{
+		ControlIn:         c.controlIn.Load(),
+		ControlOut:        c.controlOut.Load(),
+		WireGuardIn:       c.wireGuardIn.Load(),
+		WireGuardOut:      c.wireGuardOut.Load(),
+		InjectedIn:        c.injectedIn.Load(),
+		RelayedOut:        c.relayedOut.Load(),
+		DropUnknown:       c.dropUnknown.Load(),
+		DropNoPath:        c.dropNoPath.Load(),
+		DropInjectInvalid: c.dropInjectInvalid.Load(),
+		DropInjectClosed:  c.dropInjectClosed.Load(),
+		DropInjectFull:    c.dropInjectFull.Load(),
+		SendErrors:        c.sendErrors.Load(),
+	}
+}

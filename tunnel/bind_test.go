@@ -1,0 +1,694 @@
+package tunnel
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+
+	"github.com/whnet/wh/key"
+)
+
+// isTestControl is the stand-in for wire.IsControl in these tests.
+func isTestControl(pkt []byte) bool { return len(pkt) > 0 && pkt[0] == 0xff }
+
+// wgPacket returns a WireGuard-shaped message of type typ and the given size whose
+// bytes after the 4-byte type are tag.
+func wgPacket(typ byte, size int, tag byte) []byte {
+	b := bytes.Repeat([]byte{tag}, size)
+	b[0], b[1], b[2], b[3] = typ, 0, 0, 0
+	return b
+}
+
+func dataPacket(tag byte) []byte { return wgPacket(device.MessageTransportType, 100, tag) }
+
+func TestLooksLikeWireGuard(t *testing.T) {
+	tests := []struct {
+		name string
+		pkt  []byte
+		want bool
+	}{
+		{"empty", nil, false},
+		{"short", []byte{4, 0, 0}, false},
+		{"initiation", wgPacket(1, 148, 0), true},
+		{"initiation_wrong_size", wgPacket(1, 149, 0), false},
+		{"response", wgPacket(2, 92, 0), true},
+		{"response_wrong_size", wgPacket(2, 148, 0), false},
+		{"cookie_reply", wgPacket(3, 64, 0), true},
+		{"cookie_reply_wrong_size", wgPacket(3, 65, 0), false},
+		{"keepalive", wgPacket(4, 32, 0), true},
+		{"data", wgPacket(4, 1312, 0), true},
+		{"data_too_short", wgPacket(4, 31, 0), false},
+		{"type_0", wgPacket(0, 148, 0), false},
+		{"type_5", wgPacket(5, 148, 0), false},
+		{"type_high_bytes_set", append([]byte{4, 0, 0, 1}, make([]byte, 60)...), false},
+		{"type_byte1_set", append([]byte{1, 1, 0, 0}, make([]byte, 144)...), false},
+		{"control_magic", append([]byte{0xff, 0, 0, 0}, make([]byte, 100)...), false},
+		{"krpc", []byte("d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe"), false},
+		{"stun", append([]byte{0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42}, make([]byte, 12)...), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := looksLikeWireGuard(tc.pkt); got != tc.want {
+				t.Errorf("looksLikeWireGuard = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestDemux drives the receive wrapper with a fake StdNetBind receive function.
+func TestDemux(t *testing.T) {
+	var gotCtl [][]byte
+	var gotSrc []netip.AddrPort
+	b := NewBind(BindOptions{
+		IsControl: isTestControl,
+		OnControl: func(p []byte, src netip.AddrPort) { gotCtl, gotSrc = append(gotCtl, p), append(gotSrc, src) },
+	})
+	peer := testKey(t).Public()
+	learned := netip.MustParseAddrPort("192.0.2.1:1000")
+	if err := b.Learn(learned, peer); err != nil {
+		t.Fatal(err)
+	}
+	pe, _ := b.endpoint(peer)
+	stranger := netip.MustParseAddrPort("192.0.2.2:2000")
+	mapped := netip.MustParseAddrPort("[::ffff:192.0.2.1]:1000")
+
+	type in struct {
+		pkt []byte
+		src netip.AddrPort
+	}
+	batch := []in{
+		{dataPacket(1), learned},
+		{[]byte{0xff, 'h', 'i'}, stranger},
+		{dataPacket(2), stranger},
+		{[]byte("garbage"), learned},
+		{wgPacket(1, 148, 3), mapped},
+	}
+	bufs := make([][]byte, len(batch))
+	sizes := make([]int, len(batch))
+	eps := make([]conn.Endpoint, len(batch))
+	recv := b.demux(func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		for i, p := range batch {
+			bufs[i] = append(bufs[i][:0], p.pkt...)
+			sizes[i] = len(p.pkt)
+			eps[i] = &conn.StdNetEndpoint{AddrPort: p.src}
+		}
+		return len(batch), nil
+	})
+	for i := range bufs {
+		bufs[i] = make([]byte, 2048)
+	}
+	n, err := recv(bufs, sizes, eps)
+	if err != nil || n != len(batch) {
+		t.Fatalf("recv = %d, %v", n, err)
+	}
+	if diff := cmp.Diff([]int{100, 0, 100, 0, 148}, sizes); diff != "" {
+		t.Errorf("sizes (-want +got):\n%s", diff)
+	}
+	for i, want := range []conn.Endpoint{pe, nil, nil, nil, pe} {
+		if want != nil && eps[i] != want {
+			t.Errorf("eps[%d] = %v, want the peer's endpoint", i, eps[i].DstToString())
+		}
+	}
+	if _, ok := eps[2].(*conn.StdNetEndpoint); !ok {
+		t.Errorf("eps[2] = %T, want a plain endpoint for an unknown source", eps[2])
+	}
+	if diff := cmp.Diff([][]byte{{0xff, 'h', 'i'}}, gotCtl); diff != "" {
+		t.Errorf("control messages (-want +got):\n%s", diff)
+	}
+	if len(gotSrc) != 1 || gotSrc[0] != stranger {
+		t.Errorf("control sources = %v, want [%v]", gotSrc, stranger)
+	}
+	bufs[1][0] = 0 // the control message handed over must be a copy
+	if gotCtl[0][0] != 0xff {
+		t.Error("OnControl got the device's buffer, not a copy")
+	}
+	want := Stats{ControlIn: 1, WireGuardIn: 3, DropUnknown: 1}
+	if diff := cmp.Diff(want, b.Stats()); diff != "" {
+		t.Errorf("stats (-want +got):\n%s", diff)
+	}
+
+	t.Run("no_allocations_for_wireguard", func(t *testing.T) {
+		if raceEnabled {
+			t.Skip("the race detector allocates")
+		}
+		batch = batch[:1]
+		batch[0] = in{dataPacket(1), learned}
+		allocs := testing.AllocsPerRun(100, func() {
+			if _, err := recv(bufs[:1], sizes[:1], eps[:1]); err != nil {
+				t.Fatal(err)
+			}
+		})
+		// The fake itself allocates the StdNetEndpoint, as StdNetBind does.
+		if allocs > 1 {
+			t.Errorf("%v allocations per receive, want at most the fake's 1", allocs)
+		}
+	})
+}
+
+func testKey(t testing.TB) key.Private {
+	t.Helper()
+	k, err := key.NewPrivate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+type received struct {
+	pkt []byte
+	ep  conn.Endpoint
+}
+
+type control struct {
+	pkt []byte
+	src netip.AddrPort
+}
+
+// testBind is an open Bind whose receive functions run until it is closed, delivering
+// what the device would see to wg and control messages to ctl.
+type testBind struct {
+	*Bind
+	wg   chan received
+	ctl  chan control
+	errs chan error // one per receive function, when it returns
+	nfns int
+}
+
+func openBind(t *testing.T) *testBind {
+	t.Helper()
+	tb := &testBind{wg: make(chan received, 4096), ctl: make(chan control, 64)}
+	tb.Bind = NewBind(BindOptions{
+		IsControl: isTestControl,
+		OnControl: func(p []byte, src netip.AddrPort) { tb.ctl <- control{p, src} },
+		Logger:    testLogger(t),
+	})
+	fns, port, err := tb.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if port == 0 || tb.Port() != port {
+		t.Fatalf("Open port %d, Port() %d", port, tb.Port())
+	}
+	tb.nfns = len(fns)
+	tb.errs = make(chan error, len(fns))
+	var wg sync.WaitGroup
+	for _, fn := range fns {
+		wg.Go(func() { tb.errs <- receiveLoop(tb.BatchSize(), fn, tb.wg) })
+	}
+	t.Cleanup(func() {
+		tb.Close()
+		wg.Wait()
+	})
+	return tb
+}
+
+// receiveLoop calls fn as the device does until it fails, and returns the error.
+func receiveLoop(batch int, fn conn.ReceiveFunc, out chan<- received) error {
+	bufs := make([][]byte, batch)
+	for i := range bufs {
+		bufs[i] = make([]byte, device.MaxMessageSize)
+	}
+	sizes := make([]int, batch)
+	eps := make([]conn.Endpoint, batch)
+	for {
+		n, err := fn(bufs, sizes, eps)
+		if err != nil {
+			return err
+		}
+		for i := range n {
+			if sizes[i] > 0 {
+				out <- received{bytes.Clone(bufs[i][:sizes[i]]), eps[i]}
+			}
+		}
+	}
+}
+
+func (tb *testBind) addr() netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), tb.Port())
+}
+
+func recvWithin[T any](t *testing.T, c <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no %s within 5s", what)
+		panic("unreachable")
+	}
+}
+
+func expectNone[T any](t *testing.T, c <-chan T, what string) {
+	t.Helper()
+	select {
+	case v := <-c:
+		t.Fatalf("unexpected %s: %+v", what, v)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func TestBindControl(t *testing.T) {
+	checkGoroutines(t)
+	a, b := openBind(t), openBind(t)
+	tests := []struct {
+		name     string
+		from, to *testBind
+		ip       string
+	}{
+		{"a_to_b_ipv4", a, b, "127.0.0.1"},
+		{"b_to_a_ipv4", b, a, "127.0.0.1"},
+		{"a_to_b_ipv6", a, b, "::1"},
+		{"b_to_a_ipv4_mapped", b, a, "::ffff:127.0.0.1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := []byte("\xff" + tc.name)
+			dst := netip.AddrPortFrom(netip.MustParseAddr(tc.ip), tc.to.Port())
+			if err := tc.from.SendControl(msg, dst); err != nil {
+				t.Fatal(err)
+			}
+			got := recvWithin(t, tc.to.ctl, "control message")
+			wantSrc := netip.AddrPortFrom(dst.Addr().Unmap(), tc.from.Port())
+			if !bytes.Equal(got.pkt, msg) || got.src != wantSrc {
+				t.Errorf("got %q from %v, want %q from %v", got.pkt, got.src, msg, wantSrc)
+			}
+			expectNone(t, tc.to.wg, "packet for the device")
+		})
+	}
+	if s := a.Stats(); s.ControlOut != 2 || s.ControlIn != 2 {
+		t.Errorf("a: %+v, want 2 control messages each way", s)
+	}
+}
+
+func TestBindDropsUnknown(t *testing.T) {
+	b := openBind(t)
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, p := range [][]byte{[]byte("hello"), wgPacket(1, 100, 0), dataPacket(7)} {
+		if _, err := c.WriteToUDPAddrPort(p, b.addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := recvWithin(t, b.wg, "WireGuard packet")
+	if !bytes.Equal(got.pkt, dataPacket(7)) {
+		t.Errorf("device got %x, want the data packet only", got.pkt)
+	}
+	if s := b.Stats(); s.DropUnknown != 2 || s.WireGuardIn != 1 {
+		t.Errorf("stats %+v, want 2 dropped and 1 WireGuard in", s)
+	}
+}
+
+func TestBindPaths(t *testing.T) {
+	checkGoroutines(t)
+	a, b := openBind(t), openBind(t)
+	ka, kb := testKey(t).Public(), testKey(t).Public()
+	epB, err := a.endpoint(kb) // what a's device holds for b
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(t *testing.T, tag byte) {
+		t.Helper()
+		if err := a.Send([][]byte{dataPacket(tag), dataPacket(tag + 1)}, epB); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect := func(t *testing.T, tag byte, wantEP conn.Endpoint) {
+		t.Helper()
+		for i := range byte(2) {
+			got := recvWithin(t, b.wg, "packet")
+			if !bytes.Equal(got.pkt, dataPacket(tag+i)) {
+				t.Fatalf("got packet %x, want tag %d", got.pkt[4], tag+i)
+			}
+			if wantEP != nil && got.ep != wantEP {
+				t.Fatalf("endpoint %s, want %s", got.ep.DstToString(), wantEP.DstToString())
+			}
+			if wantEP == nil {
+				if std, ok := got.ep.(*conn.StdNetEndpoint); !ok || std.AddrPort != a.addr() {
+					t.Fatalf("endpoint %T %s, want plain %s", got.ep, got.ep.DstToString(), a.addr())
+				}
+			}
+		}
+	}
+
+	t.Run("no_path", func(t *testing.T) {
+		if err := a.Send([][]byte{dataPacket(1)}, epB); !errors.Is(err, ErrNoPath) {
+			t.Fatalf("Send = %v, want ErrNoPath", err)
+		}
+		if got := a.Stats().DropNoPath; got != 1 {
+			t.Errorf("DropNoPath = %d, want 1", got)
+		}
+	})
+	t.Run("direct_from_unknown_address", func(t *testing.T) {
+		if err := a.SetPath(kb, Path{Direct: b.addr()}); err != nil {
+			t.Fatal(err)
+		}
+		send(t, 10)
+		expect(t, 10, nil)
+	})
+	epA, err := b.endpoint(ka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("direct_from_learned_address", func(t *testing.T) {
+		if err := b.Learn(a.addr(), ka); err != nil {
+			t.Fatal(err)
+		}
+		send(t, 20)
+		expect(t, 20, epA)
+	})
+	t.Run("relay", func(t *testing.T) {
+		var calls int
+		relay := func(bufs [][]byte) error {
+			calls++
+			for _, p := range bufs {
+				if err := b.Inject(p, ka); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if err := a.SetPath(kb, Path{Relay: relay}); err != nil {
+			t.Fatal(err)
+		}
+		before := b.Stats().WireGuardIn
+		send(t, 30)
+		expect(t, 30, epA)
+		if calls != 1 {
+			t.Errorf("relay called %d times, want 1", calls)
+		}
+		if got := b.Stats().WireGuardIn; got != before {
+			t.Errorf("%d packets came through the socket while relayed", got-before)
+		}
+		// A device that roamed to a plain endpoint at a learned address follows the path too.
+		if err := a.Learn(b.addr(), kb); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Send([][]byte{dataPacket(40), dataPacket(41)}, &conn.StdNetEndpoint{AddrPort: b.addr()}); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, 40, epA)
+		if calls != 2 {
+			t.Errorf("relay called %d times, want 2", calls)
+		}
+	})
+	t.Run("back_to_direct", func(t *testing.T) {
+		if err := a.SetPath(kb, Path{Direct: b.addr()}); err != nil {
+			t.Fatal(err)
+		}
+		send(t, 50)
+		expect(t, 50, epA)
+	})
+	t.Run("forget", func(t *testing.T) {
+		b.Forget(a.addr())
+		send(t, 60)
+		expect(t, 60, nil)
+	})
+	t.Run("ambiguous_path", func(t *testing.T) {
+		err := a.SetPath(kb, Path{Direct: b.addr(), Relay: func([][]byte) error { return nil }})
+		if !errors.Is(err, ErrBadPath) {
+			t.Fatalf("SetPath = %v, want ErrBadPath", err)
+		}
+	})
+	t.Run("remove_peer", func(t *testing.T) {
+		a.RemovePeer(kb)
+		if err := a.Send([][]byte{dataPacket(1)}, epB); !errors.Is(err, ErrNoPath) {
+			t.Fatalf("Send to a removed peer = %v, want ErrNoPath", err)
+		}
+		if _, err := a.ParseEndpoint(epB.DstToString()); err == nil {
+			t.Error("ParseEndpoint still knows the removed peer")
+		}
+	})
+
+	want := Stats{WireGuardOut: 8, RelayedOut: 4, DropNoPath: 2}
+	if diff := cmp.Diff(want, a.Stats()); diff != "" {
+		t.Errorf("a stats (-want +got):\n%s", diff)
+	}
+	want = Stats{WireGuardIn: 8, InjectedIn: 4}
+	if diff := cmp.Diff(want, b.Stats()); diff != "" {
+		t.Errorf("b stats (-want +got):\n%s", diff)
+	}
+}
+
+func TestBindSendNoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	a := openBind(t)
+	// A socket nobody reads: a receiver would allocate, and AllocsPerRun counts globally.
+	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	kb := testKey(t).Public()
+	if err := a.SetPath(kb, Path{Direct: sink.LocalAddr().(*net.UDPAddr).AddrPort()}); err != nil {
+		t.Fatal(err)
+	}
+	ep, _ := a.endpoint(kb)
+	bufs := [][]byte{dataPacket(1), dataPacket(2)}
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := a.Send(bufs, ep); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 0 {
+		t.Errorf("%v allocations per direct Send, want 0", allocs)
+	}
+}
+
+func TestBindInject(t *testing.T) {
+	b := NewBind(BindOptions{})
+	peer := testKey(t).Public()
+	if err := b.Inject(dataPacket(1), peer); !errors.Is(err, ErrUnknownPeer) {
+		t.Errorf("Inject from unknown peer = %v, want ErrUnknownPeer", err)
+	}
+	if err := b.SetPath(peer, Path{}); err != nil { // makes the peer known
+		t.Fatal(err)
+	}
+	pe, _ := b.endpoint(peer)
+	if err := b.Inject(dataPacket(1), peer); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Inject while closed = %v, want net.ErrClosed", err)
+	}
+	fns, _, err := b.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	injectFn := fns[len(fns)-1]
+	if err := b.Inject([]byte("\xffcontrol"), peer); !errors.Is(err, ErrNotWireGuard) {
+		t.Errorf("Inject of a non-WireGuard packet = %v, want ErrNotWireGuard", err)
+	}
+	for i := range injectQueueLen {
+		if err := b.Inject(dataPacket(byte(i)), peer); err != nil {
+			t.Fatalf("Inject %d: %v", i, err)
+		}
+	}
+	if err := b.Inject(dataPacket(0), peer); !errors.Is(err, ErrQueueFull) {
+		t.Errorf("Inject into a full queue = %v, want ErrQueueFull", err)
+	}
+
+	bufs := make([][]byte, b.BatchSize())
+	for i := range bufs {
+		bufs[i] = make([]byte, device.MaxMessageSize)
+	}
+	sizes := make([]int, len(bufs))
+	eps := make([]conn.Endpoint, len(bufs))
+	n, err := injectFn(bufs, sizes, eps)
+	if err != nil || n != len(bufs) {
+		t.Fatalf("inject receive = %d, %v; want a full batch of %d", n, err, len(bufs))
+	}
+	for i := range n {
+		if !bytes.Equal(bufs[i][:sizes[i]], dataPacket(byte(i))) || eps[i] != pe {
+			t.Fatalf("packet %d: %x from %v", i, bufs[i][:sizes[i]], eps[i])
+		}
+	}
+	want := Stats{InjectedIn: uint64(n), DropInjectInvalid: 2, DropInjectClosed: 1, DropInjectFull: 1}
+	if diff := cmp.Diff(want, b.Stats()); diff != "" {
+		t.Errorf("stats (-want +got):\n%s", diff)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := injectFn(bufs, sizes, eps); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("inject receive after Close = %v, want net.ErrClosed", err)
+	}
+}
+
+func TestBindCloseUnblocksReceive(t *testing.T) {
+	checkGoroutines(t)
+	b := openBind(t)
+	port := b.Port()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range b.nfns {
+		if err := recvWithin(t, b.errs, "receive function return"); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("receive function returned %v, want net.ErrClosed", err)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+	if err := b.SendControl([]byte{0xff}, netip.MustParseAddrPort("127.0.0.1:9")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("SendControl on a closed Bind = %v, want net.ErrClosed", err)
+	}
+	// The device re-opens on the same port (BindUpdate); Port follows.
+	fns, got, err := b.Open(port)
+	if err != nil || got != port || b.Port() != port {
+		t.Fatalf("re-Open(%d) = %d, %v; Port() = %d", port, got, err, b.Port())
+	}
+	if _, _, err := b.Open(0); !errors.Is(err, conn.ErrBindAlreadyOpen) {
+		t.Errorf("Open while open = %v, want ErrBindAlreadyOpen", err)
+	}
+	errs := make(chan error, len(fns))
+	for _, fn := range fns {
+		go func() { errs <- receiveLoop(b.BatchSize(), fn, b.wg) }()
+	}
+	b.Close()
+	for range fns {
+		if err := recvWithin(t, errs, "receive function return"); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("receive function returned %v, want net.ErrClosed", err)
+		}
+	}
+}
+
+func TestParseEndpoint(t *testing.T) {
+	b := NewBind(BindOptions{})
+	peer := testKey(t).Public()
+	pe, err := b.endpoint(peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger := endpointID(testKey(t).Public()).String()
+	tests := []struct {
+		name    string
+		in      string
+		want    string // DstToString of the result
+		peer    bool
+		wantErr bool
+	}{
+		{name: "peer", in: pe.DstToString(), want: pe.DstToString(), peer: true},
+		{name: "unknown_peer", in: stranger, wantErr: true},
+		{name: "ipv4", in: "192.0.2.1:51820", want: "192.0.2.1:51820"},
+		{name: "ipv6", in: "[2001:db8::1]:51820", want: "[2001:db8::1]:51820"},
+		{name: "ipv4_mapped", in: "[::ffff:192.0.2.1]:51820", want: "192.0.2.1:51820"},
+		{name: "key_text", in: peer.String(), wantErr: true},
+		{name: "garbage", in: "not an endpoint", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ep, err := b.ParseEndpoint(tc.in)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("ParseEndpoint(%q) = %v, want an error", tc.in, ep.DstToString())
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ep.DstToString() != tc.want {
+				t.Errorf("DstToString = %q, want %q", ep.DstToString(), tc.want)
+			}
+			if _, isPeer := ep.(*peerEndpoint); isPeer != tc.peer || (tc.peer && ep != pe) {
+				t.Errorf("got %T, want the peer's own endpoint: %v", ep, tc.peer)
+			}
+		})
+	}
+	if !discardPrefix.Contains(pe.DstIP()) {
+		t.Errorf("peer address %v outside %v", pe.DstIP(), discardPrefix)
+	}
+}
+
+func FuzzLooksLikeWireGuard(f *testing.F) {
+	for _, s := range [][]byte{nil, {0xff}, wgPacket(1, 148, 0), wgPacket(2, 92, 9), wgPacket(3, 64, 0), wgPacket(4, 32, 0), []byte("d1:ad")} {
+		f.Add(s)
+	}
+	sizes := map[byte]int{1: 148, 2: 92, 3: 64}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got := looksLikeWireGuard(b)
+		// Reference: the device's own reading of the type, and its size rules.
+		want := false
+		if len(b) >= 4 {
+			typ := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+			switch {
+			case typ >= 1 && typ <= 3:
+				want = len(b) == sizes[byte(typ)]
+			case typ == 4:
+				want = len(b) >= 32
+			}
+		}
+		if got != want {
+			t.Fatalf("looksLikeWireGuard(%x) = %v, want %v", b, got, want)
+		}
+		if got && isTestControl(b) {
+			t.Fatalf("%x is both WireGuard and control", b)
+		}
+	})
+}
+
+func FuzzParseEndpoint(f *testing.F) {
+	b := NewBind(BindOptions{})
+	var peer key.Public
+	for i := range peer {
+		peer[i] = byte(i)
+	}
+	pe, err := b.endpoint(peer)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{pe.DstToString(), "1.2.3.4:5", "[::1]:0", "[::ffff:1.2.3.4]:9", "[100::1]:1", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ep, err := b.ParseEndpoint(s)
+		if err != nil {
+			return
+		}
+		again, err := b.ParseEndpoint(ep.DstToString())
+		if err != nil {
+			t.Fatalf("ParseEndpoint(%q) ok, but not its DstToString %q: %v", s, ep.DstToString(), err)
+		}
+		if again.DstToString() != ep.DstToString() {
+			t.Fatalf("round trip %q → %q → %q", s, ep.DstToString(), again.DstToString())
+		}
+		if _, ok := ep.(*peerEndpoint); ok && ep != pe {
+			t.Fatalf("ParseEndpoint(%q) made a new peer endpoint", s)
+		}
+	})
+}
+
+// checkGoroutines fails the test if it leaves goroutines behind. Register it first so
+// that it runs after the test's other cleanups.
+func checkGoroutines(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			n := runtime.NumGoroutine()
+			if n <= before {
+				return
+			}
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				buf = buf[:runtime.Stack(buf, true)]
+				t.Errorf("%d goroutines before, %d after:\n%s", before, n, buf)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
