@@ -89,8 +89,8 @@ type Options struct {
 	HTTPClient *http.Client
 
 	// Test hooks.
-	pmpPort   uint16                                         // NAT-PMP and PCP server port; zero means 5351
-	ssdpAddrs []netip.AddrPort                               // where to send M-SEARCH; nil means the multicast group and the gateway
+	pmpPort   uint16                                          // NAT-PMP and PCP server port; zero means 5351
+	ssdpAddrs []netip.AddrPort                                // where to send M-SEARCH; nil means the multicast group and the gateway
 	findIGDs  func(ctx context.Context) ([]igdService, error) // replaces SSDP and description fetching
 }
 

@@ -68,10 +68,13 @@ func exchange[T any](ctx context.Context, e *udpExchanger, req []byte, accept fu
 			n, err := e.conn.Read(buf)
 			if err != nil {
 				var nerr net.Error
-				if ctx.Err() == nil && errors.As(err, &nerr) && nerr.Timeout() {
-					break
+				if !errors.As(err, &nerr) || !nerr.Timeout() || ctx.Err() != nil {
+					return zero, udpError(ctx, err)
 				}
-				return zero, udpError(ctx, err)
+				if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+					return zero, context.DeadlineExceeded // the timer may not have fired yet
+				}
+				break
 			}
 			v, ok, err := accept(buf[:n])
 			if err != nil {
