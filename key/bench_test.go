@@ -39,53 +39,58 @@ func BenchmarkBLAKE2b(b *testing.B) {
 // over the same group's keys, timing each with the thread's CPU clock, and
 // reports attempts/s ÷ hashes/s as "ratio". Taking turns, and counting CPU
 // time rather than wall time, makes both see the same machine even when
-// other processes share it.
+// other processes share it. It runs the walk with each way of hashing this
+// CPU has; Search uses the widest.
 func BenchmarkPoWRatio(b *testing.B) {
-	w := newWalker(newWalkTable(), DefaultNamespace, MaxWorkbit+1)
-	in := append(make([]byte, Size), DefaultNamespace...)
-	now, release := threadClock()
-	defer release()
-	var walkTime, hashTime time.Duration
-	var hashes uint64
-	var sink byte
-	for b.Loop() {
-		t0 := now()
-		if _, err := w.step(); err != nil {
-			b.Fatal(err)
-		}
-		t1 := now()
-		for i := range w.pubs {
-			copy(in, w.pubs[i][:])
-			h := blake2b.Sum256(in)
-			sink ^= h[0]
-		}
-		t2 := now()
-		walkTime += t1 - t0
-		hashTime += t2 - t1
-		hashes += groupSize
+	tab := newWalkTable()
+	for _, mode := range hashModes {
+		b.Run(mode.name, func(b *testing.B) {
+			skipLanes(b, mode.lanes)
+			w := newWalker(tab, DefaultNamespace, MaxWorkbit+1)
+			w.hash = newWorkHasher(DefaultNamespace, MaxWorkbit+1, mode.lanes)
+			in := append(make([]byte, Size), DefaultNamespace...)
+			now, release := threadClock()
+			defer release()
+			var walkTime, hashTime time.Duration
+			var hashes uint64
+			var sink byte
+			for b.Loop() {
+				t0 := now()
+				if _, err := w.step(); err != nil {
+					b.Fatal(err)
+				}
+				t1 := now()
+				for i := range w.pubs {
+					copy(in, w.pubs[i][:])
+					h := blake2b.Sum256(in)
+					sink ^= h[0]
+				}
+				t2 := now()
+				walkTime += t1 - t0
+				hashTime += t2 - t1
+				hashes += groupSize
+			}
+			attemptRate := float64(w.attempts) / walkTime.Seconds()
+			hashRate := float64(hashes) / hashTime.Seconds()
+			b.ReportMetric(attemptRate, "attempts/s")
+			b.ReportMetric(hashRate, "hashes/s")
+			b.ReportMetric(attemptRate/hashRate, "ratio")
+			_ = sink
+		})
 	}
-	attemptRate := float64(w.attempts) / walkTime.Seconds()
-	hashRate := float64(hashes) / hashTime.Seconds()
-	b.ReportMetric(attemptRate, "attempts/s")
-	b.ReportMetric(hashRate, "hashes/s")
-	b.ReportMetric(attemptRate/hashRate, "ratio")
-	_ = sink
 }
 
-// BenchmarkHashKeys compares the two ways workHasher hashes: eight lanes
-// at once where the CPU has AVX-512, and blake2b.Sum256 per key.
+// BenchmarkHashKeys compares the ways workHasher hashes: eight lanes at
+// once with AVX-512, four with AVX2, and blake2b.Sum256 per key.
 func BenchmarkHashKeys(b *testing.B) {
 	keys := make([]Public, groupSize)
 	for i := range keys {
 		keys[i][0], keys[i][1] = byte(i), byte(i>>8)
 	}
-	for _, x8 := range []bool{false, true} {
-		name := map[bool]string{false: "sum256", true: "x8"}[x8]
-		b.Run(name, func(b *testing.B) {
-			if x8 && !haveX8() {
-				b.Skip("no AVX-512")
-			}
-			h := newWorkHasher(DefaultNamespace, MaxWorkbit+1, x8)
+	for _, mode := range hashModes {
+		b.Run(mode.name, func(b *testing.B) {
+			skipLanes(b, mode.lanes)
+			h := newWorkHasher(DefaultNamespace, MaxWorkbit+1, mode.lanes)
 			for b.Loop() {
 				h.first(keys)
 			}

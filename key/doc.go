@@ -56,19 +56,21 @@
 //     inverses, which Montgomery's trick gets from one field inversion and
 //     three multiplications each; then a candidate costs about two field
 //     multiplications and an encoding, and the next center a few more.
-//  4. Each candidate u ‖ namespace is hashed. Where the CPU has AVX-512
-//     and the namespace has at most 96 bytes (the input fits one BLAKE2b
-//     block), eight candidates are hashed at once, one per 64-bit lane;
-//     otherwise with blake2b.Sum256.
+//  4. Each candidate u ‖ namespace is hashed. Where the namespace has at
+//     most 96 bytes (the input fits one BLAKE2b block), several candidates
+//     are hashed at once, one per 64-bit lane of the vector registers:
+//     eight with AVX-512, four with AVX2. Otherwise, or on other CPUs,
+//     with blake2b.Sum256.
 //  5. On a hit, the private key is c₀ + 8i, and X25519 of it is checked to
 //     give the public key the walk hashed before Search returns it (a
 //     mismatch is a bug, and an error).
 //
 // So an attempt costs less than a bare blake2b.Sum256 of the same 38 bytes
-// where the eight-lane hash runs, and about 1.6 times as much where it
-// does not. `go test -bench PoWRatio ./key/` measures attempts per second
-// per core against blake2b.Sum256 per second; BenchmarkPoW and
-// BenchmarkBLAKE2b measure each alone. The keys a walk yields are as good
+// where a many-lane hash runs, and about 1.5 times as much where it does
+// not. `go test -bench PoWRatio ./key/` measures attempts per second per
+// core against blake2b.Sum256 per second, for each way of hashing the CPU
+// has; BenchmarkPoW and BenchmarkBLAKE2b measure Search's walk and the
+// bare hash alone. The keys a walk yields are as good
 // as any: the start is uniform over the clamped scalars, and the walk
 // stops at the first key whose hash qualifies, which says nothing about the
 // scalar.

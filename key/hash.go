@@ -10,14 +10,15 @@ import (
 // workHasher scores many public keys in one namespace: it finds the first
 // key whose BLAKE2b-256(key ‖ namespace) has enough leading zero bits.
 //
-// Where AVX-512 is available and key ‖ namespace fits in one BLAKE2b block
-// (namespaces of up to 96 bytes), it hashes eight keys at once, one per
-// 64-bit lane (blake2bx8); otherwise it calls blake2b.Sum256 for each.
+// Where key ‖ namespace fits in one BLAKE2b block (namespaces of up to 96
+// bytes), it hashes several keys at once, one per 64-bit lane of the vector
+// registers: eight with AVX-512 (blake2bx8), four with AVX2 (blake2bx4).
+// Otherwise it calls blake2b.Sum256 for each.
 type workHasher struct {
 	workbit int
-	x8      bool
+	lanes   int // 8, 4, or 0 for blake2b.Sum256
 
-	// For blake2bx8.
+	// For blake2bx8 and blake2bx4.
 	msg *[16][8]uint64 // words 0–3: the keys; 4–15: namespace, padding
 	iv  [16]uint64     // the work vector every hash starts from
 	out [4][8]uint64
@@ -32,15 +33,17 @@ var blake2bIV = [8]uint64{
 	0x510e527fade682d1, 0x9b05688c2b3e6c1f, 0x1f83d9abfb41bd6b, 0x5be0cd19137e2179,
 }
 
-func newWorkHasher(namespace string, workbit int, x8 bool) *workHasher {
+// newWorkHasher returns a workHasher that hashes lanes keys at once (see
+// hashLanes), or one at a time if lanes is 0 or the namespace is too long.
+func newWorkHasher(namespace string, workbit, lanes int) *workHasher {
 	h := &workHasher{
 		workbit: workbit,
-		x8:      x8 && Size+len(namespace) <= blake2b.BlockSize,
 		in:      append(make([]byte, Size, Size+len(namespace)), namespace...),
 	}
-	if !h.x8 {
+	if Size+len(namespace) > blake2b.BlockSize || (lanes != 8 && lanes != 4) {
 		return h
 	}
+	h.lanes = lanes
 	// The block: key (bytes 0–31), namespace, zeros; words 4–15 are the
 	// same for every key.
 	var block [blake2b.BlockSize]byte
@@ -66,16 +69,20 @@ func newWorkHasher(namespace string, workbit int, x8 bool) *workHasher {
 // h.workbit workbits, or −1.
 func (h *workHasher) first(keys []Public) int {
 	i := 0
-	if h.x8 {
-		for ; i+8 <= len(keys); i += 8 {
-			for lane := range 8 {
+	if h.lanes > 0 {
+		for ; i+h.lanes <= len(keys); i += h.lanes {
+			for lane := range h.lanes {
 				k := &keys[i+lane]
 				for w := range 4 {
 					h.msg[w][lane] = binary.LittleEndian.Uint64(k[8*w:])
 				}
 			}
-			blake2bx8(&h.out, h.msg, &h.iv)
-			for lane := range 8 {
+			if h.lanes == 8 {
+				blake2bx8(&h.out, h.msg, &h.iv)
+			} else {
+				blake2bx4(&h.out, h.msg, &h.iv)
+			}
+			for lane := range h.lanes {
 				if h.lanePasses(lane) {
 					return i + lane
 				}

@@ -139,7 +139,7 @@ type walker struct {
 func newWalker(tab *walkTable, namespace string, workbit int) *walker {
 	return &walker{
 		tab:     tab,
-		hash:    newWorkHasher(namespace, workbit, haveX8()),
+		hash:    newWorkHasher(namespace, workbit, hashLanes()),
 		den:     make([]field.Element, walkHalf+1),
 		scratch: make([]field.Element, walkHalf+1),
 		pubs:    new([groupSize]Public),

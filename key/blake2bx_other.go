@@ -6,4 +6,8 @@ func blake2bx8(out *[4][8]uint64, msg *[16][8]uint64, iv *[16]uint64) {
 	panic("key: blake2bx8 without AVX-512")
 }
 
-func haveX8() bool { return false }
+func blake2bx4(out *[4][8]uint64, msg *[16][8]uint64, iv *[16]uint64) {
+	panic("key: blake2bx4 without AVX2")
+}
+
+func hashLanes() int { return 0 }
