@@ -213,7 +213,7 @@ func (p *parser) node(n int, role Role, words []string) error {
 	}
 	haveKey := false
 	for _, w := range words {
-		if k, err := key.ParsePublic(w); err == nil {
+		if k, err := parseKey(w); err == nil {
 			if haveKey {
 				return p.errorf(n, "%s: second public key %q", role, w)
 			}
@@ -300,6 +300,14 @@ func (p *parser) hostname(n int, nd *Node, w string) error {
 	return nil
 }
 
+// parseKey is key.ParsePublic, skipping the words that cannot be keys.
+func parseKey(w string) (key.Public, error) {
+	if !looksLikeKey(w) {
+		return key.Public{}, key.ErrFormat
+	}
+	return key.ParsePublic(w)
+}
+
 // looksLikeKey reports whether w, which did not decode as a key, has a
 // key's length, so that it is reported as a bad key rather than taken as a
 // host name.
@@ -315,7 +323,8 @@ func (n *Network) Node(k key.Public) (Node, bool) {
 	return Node{}, false
 }
 
-// Host returns the node named hostname, compared case-insensitively.
+// Host returns the node named hostname, compared case-insensitively. It may
+// be of any role; only trusted nodes have an IP.
 func (n *Network) Host(hostname string) (Node, bool) {
 	for _, nd := range n.Nodes {
 		if nd.Hostname != "" && strings.EqualFold(nd.Hostname, hostname) {
