@@ -97,6 +97,8 @@ TEXT ·blake2bx4(SB), NOSPLIT, $32-24
 	VPBROADCASTQ 120(DX), Y15
 	VMOVDQU Y15, v15-32(SP)
 
+	// Twelve rounds: round r takes the message words in the order of
+	// RFC 7693's SIGMA[r mod 10]; word i is at 64·i(SI).
 	ROUND(0(SI), 64(SI), 128(SI), 192(SI), 256(SI), 320(SI), 384(SI), 448(SI), 512(SI), 576(SI), 640(SI), 704(SI), 768(SI), 832(SI), 896(SI), 960(SI))
 	ROUND(896(SI), 640(SI), 256(SI), 512(SI), 576(SI), 960(SI), 832(SI), 384(SI), 64(SI), 768(SI), 0(SI), 128(SI), 704(SI), 448(SI), 320(SI), 192(SI))
 	ROUND(704(SI), 512(SI), 768(SI), 0(SI), 320(SI), 128(SI), 960(SI), 832(SI), 640(SI), 896(SI), 192(SI), 384(SI), 448(SI), 64(SI), 576(SI), 256(SI))

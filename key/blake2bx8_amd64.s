@@ -76,6 +76,8 @@ TEXT ·blake2bx8(SB), NOSPLIT, $0-24
 	VMOVDQU64 896(SI), Z30
 	VMOVDQU64 960(SI), Z31
 
+	// Twelve rounds: round r takes the message words in the order of
+	// RFC 7693's SIGMA[r mod 10]; word i is in Z(16+i).
 	ROUND(Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31)
 	ROUND(Z30, Z26, Z20, Z24, Z25, Z31, Z29, Z22, Z17, Z28, Z16, Z18, Z27, Z23, Z21, Z19)
 	ROUND(Z27, Z24, Z28, Z16, Z21, Z18, Z31, Z29, Z26, Z30, Z19, Z22, Z23, Z17, Z25, Z20)
