@@ -64,9 +64,9 @@ type Node struct {
 	boot  []dht.Contact // the boot nodes, resolved at start
 
 	mu    sync.Mutex
-	net   *config.Network       // guarded by mu
-	peers map[key.Public]*peer  // trusted peers other than self; guarded by mu
-	addrs []netip.Prefix        // the interface's addresses; guarded by mu
+	net   *config.Network      // guarded by mu
+	peers map[key.Public]*peer // trusted peers other than self; guarded by mu
+	addrs []netip.Prefix       // the interface's addresses; guarded by mu
 
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
@@ -503,6 +503,10 @@ func (nd *Node) applyPeers(n *config.Network) {
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
 	want := make(map[key.Public]config.Node)
+	nd.net = n
+	if nd.dev == nil {
+		return // headless: no tunnels, no paths to keep
+	}
 	for _, c := range n.Trusted() {
 		if c.Key == nd.pub || c.Role == config.Alias || !c.IP.IsValid() {
 			continue
@@ -530,11 +534,8 @@ func (nd *Node) applyPeers(n *config.Network) {
 			netip.PrefixFrom(orchid.Addr(k, n.Namespace), 128),
 		}})
 	}
-	nd.net = n
-	if nd.dev != nil {
-		if err := nd.dev.SetPeers(wg); err != nil {
-			nd.log.Error("configuring WireGuard peers", "err", err)
-		}
+	if err := nd.dev.SetPeers(wg); err != nil {
+		nd.log.Error("configuring WireGuard peers", "err", err)
 	}
 }
 

@@ -3,12 +3,12 @@
 // attached to it, and NAT routers (iptables/nft in their own namespace)
 // with hosts on their LANs.
 //
-//	             inet (bridge br0, 11.22.0.0/16, no route anywhere else)
-//	        ┌──────────┼───────────────┬─────────────────┐
-//	   boot 11.22.0.2   a 11.22.0.3   r1 wan 11.22.1.1     r2 wan 11.22.1.2 …
-//	                                  │ MASQUERADE          │
-//	                                  lan 192.168.1.0/24    lan 192.168.2.0/24
-//	                                  h 192.168.1.2         …
+//	          inet (bridge br0, 11.22.0.0/16, no route anywhere else)
+//	     ┌──────────┼───────────────┬─────────────────┐
+//	boot 11.22.2.1   a 11.22.3.1   r1 wan 11.22.101.1   r2 wan 11.22.102.1 …
+//	                               │ MASQUERADE          │
+//	                               lan 192.168.1.0/24    lan 192.168.2.0/24
+//	                               h 192.168.1.2         …
 //
 // Nothing is connected to the root namespace: the lab's addresses route
 // only between its own namespaces. 11.22.0.0/16 is a non-reserved range on
@@ -169,7 +169,9 @@ func (l *Lab) Public(name string) *Host {
 	l.nextPub++
 	n := l.nextPub
 	l.mu.Unlock()
-	addr := netip.AddrFrom4([4]byte{11, 22, 0, byte(n)})
+	// Each host in its own /24, as on the real internet (the DHT caps
+	// entries per /24).
+	addr := netip.AddrFrom4([4]byte{11, 22, byte(n), 1})
 	ns := l.addNS(name)
 	l.attach(ns, fmt.Sprintf("p%d", n), addr)
 	return &Host{lab: l, Name: name, NS: ns, Addr: addr}
@@ -191,7 +193,7 @@ func (l *Lab) NAT(name string, kind Kind) *Router {
 	l.nextRtr++
 	n := l.nextRtr
 	l.mu.Unlock()
-	wan := netip.AddrFrom4([4]byte{11, 22, 1, byte(n)})
+	wan := netip.AddrFrom4([4]byte{11, 22, byte(100 + n), 1})
 	ns := l.addNS(name)
 	l.attach(ns, fmt.Sprintf("r%d", n), wan)
 	return l.router(name, ns, kind, wan, n)
