@@ -28,6 +28,9 @@ const (
 	envProto  = "WH_PORTMAP_PROTO"
 	envPort   = "WH_PORTMAP_PORT"
 	envTo     = "WH_PORTMAP_TO"
+
+	// A race-enabled binary sleeps 1 s at exit unless told not to.
+	noExitSleep = "GORACE=atexit_sleep_ms=0"
 )
 
 // miniupnpdRuleset is the nft table and chains miniupnpd-nftables expects
@@ -80,6 +83,7 @@ func TestE2EMiniupnpd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Parallel() // only waits on other processes
 	l := lab.New(t)
 	out := l.Public("out")
 	gw := l.NAT("gw", lab.UPnP)
@@ -120,7 +124,7 @@ func TestE2EMiniupnpd(t *testing.T) {
 				t.Fatalf("no %q in miniupnpd's chain:\n%s", forward, rules)
 			}
 
-			sender := out.Start("send-"+tc.proto, []string{envHelper + "=send", envTo + "=" + mapped[2], envProto + "=" + tc.proto},
+			sender := out.Start("send-"+tc.proto, []string{envHelper + "=send", envTo + "=" + mapped[2], envProto + "=" + tc.proto, noExitSleep},
 				self, "-test.run=^TestE2EHelper$")
 			defer sender.Stop()
 			if err := lab.Eventually(5*time.Second, 20*time.Millisecond, func() error {
@@ -188,7 +192,7 @@ func startMiniupnpd(t *testing.T, l *lab.Lab, r *lab.Router, extIf string) {
 // startMapper runs this binary's TestE2EHelper on h: a Mapper for port
 // using protocol proto only. It is stopped when t ends.
 func startMapper(t *testing.T, h *lab.Host, self, proto string, port uint16) *lab.Proc {
-	p := h.Start("mapper-"+proto, []string{envHelper + "=map", envProto + "=" + proto, envPort + "=" + strconv.Itoa(int(port))},
+	p := h.Start("mapper-"+proto, []string{envHelper + "=map", envProto + "=" + proto, envPort + "=" + strconv.Itoa(int(port)), noExitSleep},
 		self, "-test.run=^TestE2EHelper$", "-test.v")
 	t.Cleanup(p.Stop)
 	return p

@@ -19,15 +19,16 @@ type fakePMP struct {
 	done chan struct{}
 
 	mu         sync.Mutex
-	external   netip.Addr        // guarded by mu: the external address it reports
-	addrResult pmpResult         // guarded by mu: result of external address requests
-	mapResult  pmpResult         // guarded by mu: result of NAT-PMP mapping requests
-	pcpResult  pcpResult         // guarded by mu: result of PCP MAP requests
-	pcp        bool              // guarded by mu: speak PCP; else answer it "unsupported version"
-	silent     bool              // guarded by mu: drop every request
-	taken      map[uint16]bool   // guarded by mu: external ports used by someone else
-	mappings   map[uint16]uint16 // guarded by mu: internal port → external port
-	requests   []string          // guarded by mu: what it was asked, for assertions
+	external   netip.Addr          // guarded by mu: the external address it reports
+	addrResult pmpResult           // guarded by mu: result of external address requests
+	mapResult  pmpResult           // guarded by mu: result of NAT-PMP mapping requests
+	pcpResult  pcpResult           // guarded by mu: result of PCP MAP requests
+	pcp        bool                // guarded by mu: speak PCP; else answer it "unsupported version"
+	silent     bool                // guarded by mu: drop every request
+	taken      map[uint16]bool     // guarded by mu: external ports used by someone else
+	mappings   map[uint16]uint16   // guarded by mu: internal port → external port
+	nonces     map[uint16][12]byte // guarded by mu: internal port → nonce of its PCP mapping
+	requests   []string            // guarded by mu: what it was asked, for assertions
 }
 
 func newFakePMP(t *testing.T) *fakePMP {
@@ -43,6 +44,7 @@ func newFakePMP(t *testing.T) *fakePMP {
 		external: testExternal,
 		taken:    map[uint16]bool{},
 		mappings: map[uint16]uint16{},
+		nonces:   map[uint16][12]byte{},
 	}
 	go g.serve()
 	t.Cleanup(func() {
@@ -117,16 +119,22 @@ func (g *fakePMP) handlePCP(b []byte, from netip.AddrPort) []byte {
 	case req.ClientAddr != from.Addr():
 		g.requests = append(g.requests, fmt.Sprintf("pcp address mismatch %v", req.ClientAddr))
 		resp.Result = pcpAddressMismatch
+	case g.nonces[req.Map.InternalPort] != [12]byte{} && g.nonces[req.Map.InternalPort] != req.Map.Nonce:
+		// RFC 6887 §11.3: a mapping is only touched with its own nonce.
+		g.requests = append(g.requests, fmt.Sprintf("pcp map %d wrong nonce", req.Map.InternalPort))
+		resp.Result = pcpNotAuthorized
 	case g.pcpResult != pcpSuccess:
 		g.requests = append(g.requests, fmt.Sprintf("pcp map %d refused", req.Map.InternalPort))
 		resp.Result = g.pcpResult
 	case req.Lifetime == 0:
 		g.requests = append(g.requests, fmt.Sprintf("pcp delete %d", req.Map.InternalPort))
 		delete(g.mappings, req.Map.InternalPort)
+		delete(g.nonces, req.Map.InternalPort)
 	default:
 		ext := g.grant(req.Map.ExternalPort)
 		g.requests = append(g.requests, fmt.Sprintf("pcp map %d→%d %ds", req.Map.InternalPort, ext, req.Lifetime))
 		g.mappings[req.Map.InternalPort] = ext
+		g.nonces[req.Map.InternalPort] = req.Map.Nonce
 		resp.Map.ExternalPort, resp.Map.ExternalAddr = ext, g.external
 	}
 	out, _ := resp.AppendBinary(nil)

@@ -108,7 +108,7 @@ func TestPMPClient(t *testing.T) {
 // TestPMPClientNoAnswer checks the retransmission schedule and that a
 // silent gateway costs a bounded time.
 func TestPMPClientNoAnswer(t *testing.T) {
-	checkGoroutines(t)
+	t.Parallel() // waits in real time
 	g := newFakePMP(t)
 	g.set(func(g *fakePMP) { g.silent = true })
 	c := &pmpClient{server: g.addr, localPort: testPort, lease: time.Minute}
@@ -188,7 +188,7 @@ func TestPCPClient(t *testing.T) {
 			if tc.setup != nil {
 				g.set(tc.setup)
 			}
-			c := newPCPClient(g.addr, testPort, 10*time.Minute)
+			c := &pcpClient{server: g.addr, localPort: testPort, lease: 10 * time.Minute, nonce: testNonce}
 			got, err := c.mapPort(t.Context(), Mapping{})
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
@@ -307,5 +307,31 @@ func TestMapperDoubleNAT(t *testing.T) {
 	log := strings.Join(g.log(), ", ")
 	if want := "version 2, external"; log != want {
 		t.Fatalf("gateway saw %q, want %q (one attempt, then backoff)", log, want)
+	}
+}
+
+// TestMapperRediscoveryPCP: after a failed renewal the mapper discovers
+// afresh; its new PCP client must use the same nonce, or the gateway
+// refuses to touch the mapping it still holds for us.
+func TestMapperRediscoveryPCP(t *testing.T) {
+	checkGoroutines(t)
+	g := newFakePMP(t)
+	g.set(func(g *fakePMP) { g.pcp = true })
+	m := New(Options{LocalPort: testPort, Logger: testLogger(t), DisableUPnP: true, Gateway: loopback, pmpPort: g.addr.Port()})
+	first, _, err := m.discover(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, c, err := m.discover(t.Context())
+	if err != nil || c.protocol() != ProtocolPCP || again.External != first.External {
+		t.Fatalf("rediscovery: %+v via %v, %v; first %+v", again, c, err, first)
+	}
+	stranger := &pcpClient{server: g.addr, localPort: testPort, lease: time.Minute, nonce: newPCPNonce()}
+	if _, err := stranger.mapPort(t.Context(), Mapping{}); !errors.Is(err, errRefused) {
+		t.Fatalf("another nonce: %v; the fake gateway should refuse it", err)
+	}
+	want := []string{"pcp map 51820→51820 600s", "pcp map 51820→51820 600s", "pcp map 51820 wrong nonce"}
+	if diff := cmp.Diff(want, g.log()); diff != "" {
+		t.Errorf("gateway saw (-want +got):\n%s", diff)
 	}
 }

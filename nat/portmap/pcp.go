@@ -250,13 +250,16 @@ type pcpClient struct {
 	server    netip.AddrPort // the gateway, port 5351
 	localPort uint16
 	lease     time.Duration
-	nonce     [12]byte // names our mapping to the server across renewals (RFC 6887 §11.1)
+	// nonce names our mapping to the server (RFC 6887 §11.1), which
+	// refuses to touch it under another nonce: it is the Mapper's, the
+	// same for every client it makes.
+	nonce [12]byte
 }
 
-func newPCPClient(server netip.AddrPort, localPort uint16, lease time.Duration) *pcpClient {
-	c := &pcpClient{server: server, localPort: localPort, lease: lease}
-	rand.Read(c.nonce[:])
-	return c
+// newPCPNonce returns a random mapping nonce.
+func newPCPNonce() (n [12]byte) {
+	rand.Read(n[:])
+	return n
 }
 
 func (c *pcpClient) protocol() string { return ProtocolPCP }

@@ -114,9 +114,10 @@ type protocolClient interface {
 // Mapper holds a port mapping for the node's UDP port on whichever gateway
 // answers. It is safe for concurrent use.
 type Mapper struct {
-	opt  Options // constant after New, defaults filled in
-	log  *slog.Logger
-	http *http.Client
+	opt      Options // constant after New, defaults filled in
+	log      *slog.Logger
+	http     *http.Client
+	pcpNonce [12]byte // our PCP mappings' nonce, kept across rediscoveries
 
 	lifetime context.Context // ends when Close is called; ends Run
 	stop     context.CancelFunc
@@ -143,7 +144,7 @@ func New(opt Options) *Mapper {
 	if opt.pmpPort == 0 {
 		opt.pmpPort = pmpServerPort
 	}
-	m := &Mapper{opt: opt, log: opt.Logger, http: opt.HTTPClient}
+	m := &Mapper{opt: opt, log: opt.Logger, http: opt.HTTPClient, pcpNonce: newPCPNonce()}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -166,8 +167,9 @@ func (m *Mapper) Mapping() (Mapping, bool) {
 
 // Run discovers gateways, maps the port and keeps the mapping until ctx
 // ends or Close is called. It returns promptly then, leaving the mapping
-// for Close to remove. Start it in its own goroutine: it never returns
-// early, so it never delays the node. Run may be called once.
+// for Close to remove. Start it in its own goroutine: it runs until then
+// (or returns at once if every protocol is disabled), so it never delays
+// the node. Run may be called once.
 func (m *Mapper) Run(ctx context.Context) {
 	m.mu.Lock()
 	if m.closed || m.running {
@@ -181,6 +183,9 @@ func (m *Mapper) Run(ctx context.Context) {
 
 	if m.opt.LocalPort == 0 {
 		m.log.Error("port mapping: no local port given")
+		return
+	}
+	if m.opt.DisableUPnP && m.opt.DisableNATPMP && m.opt.DisablePCP {
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -279,7 +284,7 @@ func (m *Mapper) discover(ctx context.Context) (Mapping, protocolClient, error) 
 		server := netip.AddrPortFrom(gw, m.opt.pmpPort)
 		var clients []protocolClient
 		if !m.opt.DisablePCP {
-			clients = append(clients, newPCPClient(server, m.opt.LocalPort, m.opt.Lease))
+			clients = append(clients, &pcpClient{server: server, localPort: m.opt.LocalPort, lease: m.opt.Lease, nonce: m.pcpNonce})
 		}
 		if !m.opt.DisableNATPMP {
 			clients = append(clients, &pmpClient{server: server, localPort: m.opt.LocalPort, lease: m.opt.Lease})

@@ -500,6 +500,7 @@ func TestUPnPGoupnp(t *testing.T) {
 // instead of the whole MX window, duplicates and answers pointing away
 // from their sender are dropped, and a silent network costs ssdpWait.
 func TestSearchSSDP(t *testing.T) {
+	t.Parallel() // waits in real time
 	t.Run("answers", func(t *testing.T) {
 		a := newFakeSSDP(t, "http://127.0.0.1:1/a.xml", "http://127.0.0.2:1/b.xml", "http://127.0.0.1:1/a.xml", "http://127.0.0.1:2/c.xml")
 		t0 := time.Now()
