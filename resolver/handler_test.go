@@ -401,3 +401,37 @@ func TestSetZoneSwap(t *testing.T) {
 		t.Errorf("after the last SetZone, b.net. = %v, want an A", got)
 	}
 }
+
+// packWriter packs replies, as the server does, and drops them.
+type packWriter struct{ recorder }
+
+func (w *packWriter) WriteMsg(m *dns.Msg) error {
+	_, err := m.Pack()
+	return err
+}
+
+func BenchmarkServeDNS(b *testing.B) {
+	h, err := NewHandler(Options{NoForward: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h.SetZone(testZone)
+	for _, q := range []struct {
+		name  string
+		qname string
+		qtype uint16
+	}{
+		{"A", "node_a.tutorial.", dns.TypeA},
+		{"PTR_v6", "7.1.9.e.e.d.2.0.2.6.e.2.0.7.0.5.6.f.e.9.3.6.b.0.5.7.0.1.1.0.0.2.ip6.arpa.", dns.TypePTR},
+		{"NXDOMAIN", "nobody.tutorial.", dns.TypeA},
+	} {
+		b.Run(q.name, func(b *testing.B) {
+			req := new(dns.Msg).SetQuestion(q.qname, q.qtype)
+			w := &packWriter{}
+			b.ReportAllocs()
+			for b.Loop() {
+				h.ServeDNS(w, req)
+			}
+		})
+	}
+}

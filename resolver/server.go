@@ -36,7 +36,7 @@ func Listen(h *Handler, addrs []netip.AddrPort) (*Server, error) {
 			return nil, err
 		}
 		s.addrs = append(s.addrs, pc.LocalAddr().(*net.UDPAddr).AddrPort())
-		udp := &dns.Server{PacketConn: pc, Handler: mux, UDPSize: dns.DefaultMsgSize}
+		udp := &dns.Server{PacketConn: packetConn(pc, ap), Handler: mux, UDPSize: dns.DefaultMsgSize}
 		tcp := &dns.Server{Listener: ln, Handler: mux}
 		for _, srv := range []*dns.Server{udp, tcp} {
 			if err := s.start(srv); err != nil {
@@ -71,6 +71,21 @@ func (s *Server) start(srv *dns.Server) error {
 	case err := <-failed:
 		return err
 	}
+}
+
+// plainPacketConn hides the *net.UDPConn type from miekg/dns, which then
+// reads with ReadFrom instead of ReadMsgUDP with control messages. The
+// control messages only serve to answer from the address a query came to,
+// which is the bound address unless it is unspecified; skipping them saves
+// allocations and parsing on every query.
+type plainPacketConn struct{ *net.UDPConn }
+
+// packetConn returns pc as miekg/dns should see it for bound address ap.
+func packetConn(pc *net.UDPConn, ap netip.AddrPort) net.PacketConn {
+	if ap.Addr().IsUnspecified() {
+		return pc
+	}
+	return plainPacketConn{pc}
 }
 
 // listenBoth opens the UDP socket and the TCP listener of ap. With port 0

@@ -167,3 +167,28 @@ func TestLoopbackAddr(t *testing.T) {
 		seen[a] = iface
 	}
 }
+
+func TestPacketConnHidesUDPConnOnlyForBoundAddresses(t *testing.T) {
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	tests := []struct {
+		addr      string
+		wantPlain bool
+	}{
+		{"127.0.0.1:53", true},
+		{"[2001:db8::1]:53", true},
+		{"0.0.0.0:53", false}, // answers need the query's destination address
+		{"[::]:53", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.addr, func(t *testing.T) {
+			_, plain := packetConn(pc, netip.MustParseAddrPort(tt.addr)).(plainPacketConn)
+			if plain != tt.wantPlain {
+				t.Errorf("plain = %v, want %v", plain, tt.wantPlain)
+			}
+		})
+	}
+}
