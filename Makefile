@@ -47,3 +47,9 @@ bench:
 
 clean:
 	rm -rf $(BIN)
+
+# A local demo network: a boot node and two nodes in namespaces (root).
+# DEMO_HOLD=10m keeps it up (Ctrl-C ends it).
+DEMO_HOLD ?= 0
+demo: build
+	$(GO) run ./tools/demo -wh $(BIN)/wh -hold $(DEMO_HOLD)

@@ -1,0 +1,188 @@
+// Command demo runs a small wh network on this machine: a boot node and
+// two nodes, each in its own network namespace on an isolated bridge,
+// shows `wh show` and pings across the overlay, then tears it all down
+// (on exit, on Ctrl-C, or after -hold).
+//
+//	sudo go run ./tools/demo -wh bin/wh [-hold 10m]
+//
+// `make demo` builds wh and runs it. It needs root (namespaces, TUN).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/whnet/wh/e2e/lab"
+)
+
+func main() {
+	whBin := flag.String("wh", "bin/wh", "the wh binary to run")
+	hold := flag.Duration("hold", 0, "keep the network up this long (Ctrl-C ends it early)")
+	flag.Parse()
+	t := &runner{}
+	code := 0
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				if _, ok := r.(stop); !ok {
+					panic(r)
+				}
+				code = t.code
+			}
+			t.cleanup()
+		}()
+		demo(t, *whBin, *hold)
+	}()
+	os.Exit(code)
+}
+
+func demo(t *runner, whBin string, hold time.Duration) {
+	if err := lab.Check(); err != nil {
+		t.Fatalf("demo: %v", err)
+	}
+	whBin, err := filepath.Abs(whBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(whBin); err != nil {
+		t.Fatalf("demo: %v (run `make demo`, which builds it)", err)
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+
+	say("building an isolated internet of network namespaces")
+	l := lab.New(t)
+	hosts := map[string]*lab.Host{"boot": l.Public("boot"), "alice": l.Public("alice"), "bob": l.Public("bob")}
+	pubs := map[string]string{}
+	for _, name := range []string{"boot", "alice", "bob"} {
+		sk := filepath.Join(l.Dir(), name+".sk")
+		run(t, fmt.Sprintf("wh genkey > %s", sk), whBin, []string{"genkey"}, "", sk)
+		priv, _ := os.ReadFile(sk)
+		pubs[name] = strings.TrimSpace(run(t, "", whBin, []string{"pubkey"}, string(priv), ""))
+	}
+	conf := filepath.Join(l.Dir(), "demo.conf")
+	text := fmt.Sprintf(`# a wh network: its name, its private subnet, who trusts whom, and where to start
+name demo
+subnet 10.0.42.0/24
+boot %s %s:62096
+trust alice %s
+trust bob %s
+`, pubs["boot"], hosts["boot"].Addr, pubs["alice"], pubs["bob"])
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	say("the network's config (%s):\n%s", conf, indent(text))
+
+	id := l.ID()
+	ifaces := map[string]string{}
+	for _, name := range []string{"boot", "alice", "bob"} {
+		iface := "wh" + id + name[:min(len(name), 5)]
+		ifaces[name] = iface
+		args := []string{"up", conf, "private-key", filepath.Join(l.Dir(), name+".sk"), "interface", iface, "--foreground"}
+		if name == "boot" {
+			args = append(args, "listen-port", "62096")
+		}
+		say("%s: wh %s", name, strings.Join(args, " "))
+		hosts[name].Start("wh", nil, whBin, args...)
+	}
+
+	alice, bob := hosts["alice"], hosts["bob"]
+	err = lab.Eventually(30*time.Second, 200*time.Millisecond, func() error {
+		_, err := alice.Run(ctx, "ping", "-c1", "-W1", "10.0.42.3")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("demo: alice cannot reach bob over the overlay: %v", err)
+	}
+	out, _ := alice.Run(ctx, whBin, "show", ifaces["alice"])
+	say("alice: wh show %s\n%s", ifaces["alice"], indent(out))
+	out, err = alice.Run(ctx, "ping", "-c3", "-i0.2", "10.0.42.3")
+	say("alice: ping -c3 10.0.42.3 (bob, over WireGuard)\n%s", indent(out))
+	if err != nil {
+		t.Fatalf("demo: ping failed: %v", err)
+	}
+	orch, _ := bob.Run(ctx, "sh", "-c", fmt.Sprintf("echo %s | %s orchid", pubs["bob"], whBin))
+	out, _ = alice.Run(ctx, "ping", "-c2", "-i0.2", strings.TrimSpace(orch))
+	say("alice: ping -c2 %s (bob's ORCHID IPv6)\n%s", strings.TrimSpace(orch), indent(out))
+	out, _ = bob.Run(ctx, "wg", "show", ifaces["bob"])
+	if out != "" {
+		say("bob: wg show %s\n%s", ifaces["bob"], indent(out))
+	}
+	if hold > 0 {
+		say("the network stays up for %v; press Ctrl-C to tear it down. Try:\n  sudo ip netns exec %s %s show\n", hold, alice.NS, whBin)
+		select {
+		case <-ctx.Done():
+		case <-time.After(hold):
+		}
+	}
+	say("tearing down")
+}
+
+// run runs a command in the root namespace (key generation only) with
+// stdin, writing stdout to outFile if set, and returns stdout.
+func run(t *runner, show, bin string, args []string, stdin, outFile string) string {
+	if show != "" {
+		say("%s", show)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v", bin, strings.Join(args, " "), err)
+	}
+	if outFile != "" {
+		if err := os.WriteFile(outFile, out, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return string(out)
+}
+
+func say(format string, a ...any) { fmt.Printf("==> "+format+"\n", a...) }
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
+}
+
+// runner stands in for *testing.T so that the demo builds its internet
+// with the tests' lab.
+type runner struct {
+	cleanups []func()
+	failed   bool
+	code     int
+}
+
+type stop struct{}
+
+func (r *runner) Helper()                 {}
+func (r *runner) Cleanup(f func())        { r.cleanups = append(r.cleanups, f) }
+func (r *runner) Failed() bool            { return r.failed }
+func (r *runner) Logf(f string, a ...any) { fmt.Printf(f+"\n", a...) }
+func (r *runner) TempDir() string {
+	d, err := os.MkdirTemp("", "wh-demo-")
+	if err != nil {
+		r.Fatal(err)
+	}
+	r.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+func (r *runner) Fatal(a ...any) { r.Fatalf("%s", fmt.Sprint(a...)) }
+func (r *runner) Fatalf(f string, a ...any) {
+	fmt.Fprintf(os.Stderr, f+"\n", a...)
+	r.failed, r.code = true, 1
+	panic(stop{})
+}
+func (r *runner) Skip(a ...any) { fmt.Fprintln(os.Stderr, a...); r.code = 1; panic(stop{}) }
+func (r *runner) cleanup() {
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
+}
