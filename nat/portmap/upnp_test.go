@@ -4,8 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"net/url"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -542,4 +548,65 @@ func TestSearchSSDP(t *testing.T) {
 			t.Errorf("cancel took %v", d)
 		}
 	})
+}
+
+// TestIGDServices reads root descriptions with the mapper's own HTTP
+// client: miniupnpd's real one (testdata, captured from the e2e set-up),
+// and hostile or broken ones.
+func TestIGDServices(t *testing.T) {
+	miniupnpd, err := os.ReadFile("testdata/miniupnpd-2.3.1-rootDesc.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := strings.Replace(string(miniupnpd), `<specVersion>`, `<URLBase>http://10.9.9.9:5000/</URLBase><specVersion>`, 1)
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		want    []string // proto and control URL path of each service
+		wantErr string
+	}{
+		{name: "miniupnpd", handler: func(w http.ResponseWriter, r *http.Request) { w.Write(miniupnpd) },
+			want: []string{ProtocolUPnPIGD2 + " /ctl/IPConn"}},
+		{name: "urlbase_elsewhere", handler: func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, elsewhere) },
+			wantErr: "no WANIPConnection or WANPPPConnection service"},
+		{name: "no_wan_service", handler: func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, strings.ReplaceAll(string(miniupnpd), "WANIPConnection:2", "WANIPConnection:9"))
+		}, wantErr: "no WANIPConnection or WANPPPConnection service"},
+		{name: "not_found", handler: http.NotFound, wantErr: "404"},
+		{name: "redirect_not_followed", handler: func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://10.9.9.9/rootDesc.xml", http.StatusFound)
+		}, wantErr: "302"},
+		{name: "huge_body_cut", handler: func(w http.ResponseWriter, r *http.Request) {
+			// Valid, but too big: only the size limit fails it.
+			io.WriteString(w, strings.Replace(string(miniupnpd), "<friendlyName>lab-igd", "<friendlyName>"+strings.Repeat("x", 2*maxHTTPBody), 1))
+		}, wantErr: "EOF"},
+		{name: "garbage", handler: func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "\x00<<") }, wantErr: "root description"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			defer srv.Close()
+			loc, _ := url.Parse(srv.URL + "/rootDesc.xml")
+			svcs, err := igdServices(t.Context(), newHTTPClient(), loc)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, s := range svcs {
+				if s.local != loopback {
+					t.Errorf("local address %v, want %v", s.local, loopback)
+				}
+				got = append(got, s.proto+" "+strings.TrimPrefix(s.where, srv.URL))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("services %q, want %q", got, tc.want)
+			}
+		})
+	}
 }
