@@ -20,6 +20,9 @@ const (
 	DefaultForwardTimeout = 2 * time.Second
 )
 
+// maxTTL caps Options.TTL.
+const maxTTL = 24 * time.Hour
+
 // maxForwards bounds the queries being forwarded at once; beyond it the
 // handler answers SERVFAIL instead of piling up goroutines that wait on
 // upstream timeouts.
@@ -48,8 +51,9 @@ type Options struct {
 	// ForwardTimeout bounds each attempt at an upstream; zero means
 	// DefaultForwardTimeout.
 	ForwardTimeout time.Duration
-	// TTL of every answer, and the SOA minimum (negative-caching TTL); zero
-	// means DefaultTTL. It is kept short because reload can change names.
+	// TTL of every answer, and the SOA minimum (negative-caching TTL), in
+	// whole seconds up to a day; below a second means DefaultTTL. It is
+	// kept short because reload can change names.
 	TTL time.Duration
 	// Logger receives warnings (hosts left out of a zone) and, at debug
 	// level, upstream failures. Nil discards.
@@ -89,7 +93,6 @@ var _ dns.Handler = (*Handler)(nil)
 func NewHandler(opt Options) (*Handler, error) {
 	h := &Handler{
 		log:          opt.Logger,
-		ttl:          uint32(opt.TTL / time.Second),
 		noForward:    opt.NoForward,
 		timeout:      opt.ForwardTimeout,
 		forwardSlots: make(chan struct{}, maxForwards),
@@ -97,8 +100,9 @@ func NewHandler(opt Options) (*Handler, error) {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
-	if h.ttl == 0 {
-		h.ttl = uint32(DefaultTTL / time.Second)
+	h.ttl = uint32(DefaultTTL / time.Second)
+	if opt.TTL >= time.Second {
+		h.ttl = uint32(min(opt.TTL, maxTTL) / time.Second)
 	}
 	if h.timeout <= 0 {
 		h.timeout = DefaultForwardTimeout

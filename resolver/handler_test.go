@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/miekg/dns"
@@ -307,14 +308,29 @@ func TestHandlerEDNS(t *testing.T) {
 }
 
 func TestHandlerTTL(t *testing.T) {
-	h := newTestHandler(t, Options{NoForward: true, TTL: 5e9})
-	got := ask(t, h, "nobody.tutorial.", dns.TypeA)
-	soa, ok := got.Ns[0].(*dns.SOA)
-	if !ok || soa.Hdr.Ttl != 5 || soa.Minttl != 5 {
-		t.Errorf("authority %v, want a SOA with TTL and minimum 5", got.Ns)
+	tests := []struct {
+		name string
+		ttl  time.Duration
+		want uint32
+	}{
+		{"five_seconds", 5 * time.Second, 5},
+		{"zero_is_default", 0, 60},
+		{"below_a_second_is_default", time.Millisecond, 60},
+		{"negative_is_default", -time.Hour, 60},
+		{"capped_at_a_day", 1000 * time.Hour, 86400},
 	}
-	if a := ask(t, h, "node_a.tutorial.", dns.TypeA).Answer[0]; a.Header().Ttl != 5 {
-		t.Errorf("answer TTL %d, want 5", a.Header().Ttl)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newTestHandler(t, Options{NoForward: true, TTL: tt.ttl})
+			got := ask(t, h, "nobody.tutorial.", dns.TypeA)
+			soa, ok := got.Ns[0].(*dns.SOA)
+			if !ok || soa.Hdr.Ttl != tt.want || soa.Minttl != tt.want {
+				t.Errorf("authority %v, want a SOA with TTL and minimum %d", got.Ns, tt.want)
+			}
+			if a := ask(t, h, "node_a.tutorial.", dns.TypeA).Answer[0]; a.Header().Ttl != tt.want {
+				t.Errorf("answer TTL %d, want %d", a.Header().Ttl, tt.want)
+			}
+		})
 	}
 }
 
