@@ -119,11 +119,11 @@ type Mapper struct {
 	http     *http.Client
 	pcpNonce [12]byte // our PCP mappings' nonce, kept across rediscoveries
 
-	lifetime context.Context // ends when Close is called; ends Run
-	stop     context.CancelFunc
-	runs     sync.WaitGroup // the Run call, if any
-	close    sync.Once
-	closeErr error // set inside close
+	lifetime  context.Context // ends when Close is called; ends Run
+	stop      context.CancelFunc
+	runs      sync.WaitGroup // the Run call, if any
+	closeOnce sync.Once
+	closeErr  error // set inside closeOnce
 
 	mu      sync.Mutex
 	closed  bool           // guarded by mu
@@ -346,7 +346,7 @@ func (m *Mapper) set(c protocolClient, mp Mapping) {
 // giving up after 2 seconds. It returns the removal's error; later calls
 // return the same.
 func (m *Mapper) Close() error {
-	m.close.Do(func() {
+	m.closeOnce.Do(func() {
 		m.mu.Lock()
 		m.closed = true
 		m.mu.Unlock()
