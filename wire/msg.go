@@ -32,6 +32,7 @@ const (
 var typeNames = [...]string{
 	TypePing: "ping", TypePong: "pong", TypeFindNode: "find-node", TypeNodes: "nodes",
 	TypePunch: "punch", TypeRelay: "relay", TypeRelayed: "relayed", TypeAuth: "auth", TypeAuthed: "authed",
+	TypePunchFrom: "punch-from",
 }
 
 func (t Type) String() string {
@@ -272,6 +273,12 @@ func ParseMessage(body []byte) (Message, error) {
 		return FindNode{TxID: binary.BigEndian.Uint64(body[1:]), Target: key.Public(body[9:])}, nil
 	case TypeNodes:
 		return parseNodes(body)
+	case TypePunch, TypePunchFrom:
+		return parsePunch(body)
+	case TypeRelay:
+		return parseRelay(body)
+	case TypeRelayed:
+		return parseRelayed(body)
 	}
 	return nil, fmt.Errorf("%v: %w", t, ErrUnknownType)
 }

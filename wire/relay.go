@@ -1,0 +1,135 @@
+package wire
+
+import (
+	"fmt"
+
+	"github.com/whnet/wh/key"
+)
+
+// Relay frames carry WireGuard packets through a third node when two peers
+// have no direct path. The packet is already encrypted end to end by
+// WireGuard, so it travels unchanged; the envelope around it authenticates
+// each hop: the relay knows which key asked it to forward (the sender of
+// the Relay), and the receiver knows which relay delivered (the sender of
+// the Relayed) and which key the relay vouches for (Src).
+//
+//	S ── Relay{Dst: D, Payload} ──▶ R ── Relayed{Src: S, Payload} ──▶ D
+//
+// A Relayed is exactly as long as the Relay it forwards: a relay never
+// sends more bytes than it received.
+//
+// # Sizes
+//
+// A frame carrying the largest packet of a tunnel with the default MTU
+// fits in one datagram on a 1500-byte path over IPv6, so relayed traffic is
+// never fragmented:
+//
+//	  1500  path MTU
+//	−   40  IPv6 header (IPv4's is 20)
+//	−    8  UDP header
+//	= 1452  MaxRelayPacketSize, the UDP payload of a relay frame
+//	−   61  envelope: HeaderLen 45 + TagLen 16
+//	−   33  RelayHeaderLen: type 1 + key 32
+//	= 1358  MaxRelayPayload
+//
+// The tunnel's MTU is 1280 and WireGuard adds 32 bytes to a data packet
+// (type 4, receiver 4, counter 8, tag 16), so the largest payload is 1312
+// bytes and its frame 61 + 33 + 1312 = 1406 bytes: 46 to spare on IPv6, 66
+// on IPv4. Relay frames are the only control messages allowed over
+// MaxPacketSize.
+const (
+	MaxRelayPacketSize = 1500 - 40 - 8                                  // 1452
+	RelayHeaderLen     = 1 + key.Size                                   // 33
+	MaxRelayPayload    = MaxRelayPacketSize - Overhead - RelayHeaderLen // 1358
+)
+
+var (
+	_ Message = Relay{}
+	_ Message = Relayed{}
+)
+
+// Relay asks the receiver to forward Payload to the node whose key is Dst.
+// The body is
+//
+//	offset size
+//	0      1    type 0x06
+//	1      32   destination key
+//	33     n    payload, 1 ≤ n ≤ MaxRelayPayload, to the end of the body
+//
+// The payload runs to the end of the body, so unlike other messages a
+// Relay cannot be extended at its end; a later version would take a new
+// type. A parsed Payload aliases the parsed body.
+type Relay struct {
+	Dst     key.Public
+	Payload []byte
+}
+
+func (Relay) Type() Type { return TypeRelay }
+
+func (m Relay) AppendBinary(b []byte) ([]byte, error) {
+	return appendRelayFrame(b, TypeRelay, m.Dst, m.Payload)
+}
+
+// Relayed delivers Payload, which the node whose key is Src asked the
+// sender (the relay) to forward with a Relay. The body is
+//
+//	offset size
+//	0      1    type 0x07
+//	1      32   source key: the authenticated sender of the Relay
+//	33     n    payload, unchanged, 1 ≤ n ≤ MaxRelayPayload, to the end
+//
+// Src is only as true as the relay is honest: the receiver must trust the
+// payload for its own end-to-end authentication (WireGuard's), not for
+// Src. A parsed Payload aliases the parsed body.
+type Relayed struct {
+	Src     key.Public
+	Payload []byte
+}
+
+func (Relayed) Type() Type { return TypeRelayed }
+
+func (m Relayed) AppendBinary(b []byte) ([]byte, error) {
+	return appendRelayFrame(b, TypeRelayed, m.Src, m.Payload)
+}
+
+func appendRelayFrame(b []byte, t Type, k key.Public, payload []byte) ([]byte, error) {
+	switch n := len(payload); {
+	case n == 0:
+		return b, fmt.Errorf("%v: empty payload: %w", t, ErrMalformed)
+	case n > MaxRelayPayload:
+		return b, fmt.Errorf("%v: %d-byte payload, limit %d: %w", t, n, MaxRelayPayload, ErrTooLarge)
+	}
+	b = append(b, byte(t))
+	b = append(b, k[:]...)
+	return append(b, payload...), nil
+}
+
+// parseRelayFrame returns the key and the payload of a Relay or Relayed
+// body. The payload aliases body, with its capacity cut to its length so
+// that appending to it cannot overwrite anything.
+func parseRelayFrame(body []byte) (key.Public, []byte, error) {
+	t := Type(body[0])
+	switch n := len(body) - RelayHeaderLen; {
+	case n < 1:
+		return key.Public{}, nil, truncated(t)
+	case n > MaxRelayPayload:
+		return key.Public{}, nil, fmt.Errorf("%v: %d-byte payload, limit %d: %w", t, n, MaxRelayPayload, ErrTooLarge)
+	}
+	return key.Public(body[1:]), body[RelayHeaderLen:len(body):len(body)], nil
+}
+
+func parseRelay(body []byte) (Message, error) {
+	dst, payload, err := parseRelayFrame(body)
+	if err != nil {
+		return nil, err
+	}
+	return Relay{Dst: dst, Payload: payload}, nil
+}
+
+func parseRelayed(body []byte) (Message, error) {
+	src, payload, err := parseRelayFrame(body)
+	if err != nil {
+		return nil, err
+	}
+	return Relayed{Src: src, Payload: payload}, nil
+}

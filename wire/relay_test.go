@@ -1,0 +1,252 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// wgData returns a WireGuard data message of n bytes (type 4), the kind of
+// payload relay frames carry.
+func wgData(n int) []byte {
+	b := make([]byte, n)
+	if n > 0 {
+		b[0] = 4
+	}
+	for i := 4; i < n; i++ {
+		b[i] = byte(i)
+	}
+	return b
+}
+
+// relayMessages are relay frames with their exact bodies.
+var relayMessages = []struct {
+	name string
+	m    Message
+	want string // hex of the body
+}{
+	{"relay", Relay{Dst: k0to31, Payload: []byte{4, 0, 0, 0, 0xaa}},
+		"06 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f 04000000aa"},
+	{"relayed", Relayed{Src: fill(0xee), Payload: []byte{1}},
+		"07 eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee 01"},
+	{"relay_control_payload", Relay{Dst: fill(1), Payload: []byte(Magic)},
+		"06 0101010101010101010101010101010101010101010101010101010101010101 ff776863"},
+}
+
+func TestRelayExactBytes(t *testing.T) {
+	for _, tt := range relayMessages {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.m.AppendBinary([]byte("foo"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := append([]byte("foo"), unhex(t, tt.want)...)
+			if diff := cmp.Diff(hex.EncodeToString(want), hex.EncodeToString(got)); diff != "" {
+				t.Errorf("bytes (-want +got):\n%s", diff)
+			}
+			if Type(got[3]) != tt.m.Type() {
+				t.Errorf("type byte %#02x, Type() %v", got[3], tt.m.Type())
+			}
+			parsed, err := ParseMessage(got[3:])
+			if err != nil {
+				t.Fatalf("ParseMessage: %v", err)
+			}
+			if diff := cmp.Diff(tt.m, parsed); diff != "" {
+				t.Errorf("parsed (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestRelayPayloadAliases checks that a parsed payload is the body's own
+// bytes (no copy on the data path) and that appending to it cannot
+// overwrite anything after it.
+func TestRelayPayloadAliases(t *testing.T) {
+	buf, err := Relay{Dst: fill(1), Payload: wgData(40)}.AppendBinary(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf = append(buf, "tail"...)
+	body := buf[:len(buf)-4]
+	m, err := ParseMessage(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.(Relay).Payload
+	if &p[0] != &body[RelayHeaderLen] {
+		t.Error("payload is a copy, want it to alias the body")
+	}
+	if cap(p) != len(p) {
+		t.Errorf("payload capacity %d, want its length %d", cap(p), len(p))
+	}
+	_ = append(p, 'X')
+	if string(buf[len(buf)-4:]) != "tail" {
+		t.Error("appending to the payload overwrote the bytes after the body")
+	}
+}
+
+func TestRelaySizeBounds(t *testing.T) {
+	tests := []struct {
+		name    string
+		payload int
+		wantErr error
+	}{
+		{"empty", 0, ErrMalformed},
+		{"one_byte", 1, nil},
+		{"wireguard_full_mtu", 1280 + 32, nil},
+		{"max", MaxRelayPayload, nil},
+		{"max_plus_one", MaxRelayPayload + 1, ErrTooLarge},
+	}
+	for _, tt := range tests {
+		for _, m := range []Message{Relay{Dst: fill(1), Payload: wgData(tt.payload)}, Relayed{Src: fill(2), Payload: wgData(tt.payload)}} {
+			t.Run(tt.name+"_"+m.Type().String(), func(t *testing.T) {
+				_, err := m.AppendBinary(nil)
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("AppendBinary: %v, want %v", err, tt.wantErr)
+				}
+				// Build the body by hand so that oversized ones can be parsed.
+				k := fill(1)
+				raw := append([]byte{byte(m.Type())}, k[:]...)
+				raw = append(raw, wgData(tt.payload)...)
+				if _, err := ParseMessage(raw); !errors.Is(err, tt.wantErr) {
+					t.Fatalf("ParseMessage of %d-byte payload: %v, want %v", tt.payload, err, tt.wantErr)
+				}
+				if err != nil {
+					return
+				}
+				c := NewCodec(alicePriv, testNamespace, 0, WithClock(newFakeClock().Now))
+				pkt := seal(t, c, bobPriv.Public(), m)
+				if want := Overhead + RelayHeaderLen + tt.payload; len(pkt) != want {
+					t.Errorf("packet %d bytes, want %d", len(pkt), want)
+				}
+				if len(pkt) > MaxRelayPacketSize {
+					t.Errorf("packet %d bytes, over MaxRelayPacketSize %d", len(pkt), MaxRelayPacketSize)
+				}
+			})
+		}
+	}
+}
+
+// TestRelayFitsPath pins the arithmetic of the package's Sizes section.
+func TestRelayFitsPath(t *testing.T) {
+	const (
+		pathMTU   = 1500
+		ipv6UDP   = 40 + 8
+		tunnelMTU = 1280
+		wgData    = 32
+	)
+	if MaxRelayPacketSize != pathMTU-ipv6UDP {
+		t.Errorf("MaxRelayPacketSize = %d, want %d", MaxRelayPacketSize, pathMTU-ipv6UDP)
+	}
+	if MaxRelayPayload != 1358 {
+		t.Errorf("MaxRelayPayload = %d, want 1452 - 61 - 33 = 1358", MaxRelayPayload)
+	}
+	if frame := Overhead + RelayHeaderLen + tunnelMTU + wgData; frame != 1406 || frame > MaxRelayPacketSize {
+		t.Errorf("full-MTU frame %d bytes, want 1406 ≤ %d", frame, MaxRelayPacketSize)
+	}
+}
+
+func TestRelayParseErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		body    string
+		wantErr error
+	}{
+		{"relay_type_only", "06", ErrMalformed},
+		{"relay_short_key", "06 0102", ErrMalformed},
+		{"relay_no_payload", "06 0000000000000000000000000000000000000000000000000000000000000000", ErrMalformed},
+		{"relayed_no_payload", "07 0000000000000000000000000000000000000000000000000000000000000000", ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := ParseMessage(unhex(t, tt.body))
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("ParseMessage = %v, %v; want error %v", m, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestRelaySealOpen sends both frames through a pair of codecs: Open must
+// accept a frame over MaxPacketSize.
+func TestRelaySealOpen(t *testing.T) {
+	clock := newFakeClock()
+	alice := NewCodec(alicePriv, testNamespace, 0, WithClock(clock.Now))
+	bob := NewCodec(bobPriv, testNamespace, 0, WithClock(clock.Now))
+	for _, m := range []Message{
+		Relay{Dst: fill(3), Payload: wgData(MaxRelayPayload)},
+		Relayed{Src: fill(4), Payload: wgData(1312)},
+	} {
+		t.Run(m.Type().String(), func(t *testing.T) {
+			from, got, err := bob.Open(seal(t, alice, bob.Public(), m))
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			if from != alice.Public() {
+				t.Errorf("from %v, want alice", from)
+			}
+			if diff := cmp.Diff(m, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// FuzzParseRelay checks that relay frames never panic the parser and that
+// every accepted frame re-encodes to exactly its input: the layout has no
+// slack, so there is one encoding per value.
+func FuzzParseRelay(f *testing.F) {
+	for _, m := range relayMessages {
+		b, err := m.m.AppendBinary(nil)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, n := range []int{1312, MaxRelayPayload, MaxRelayPayload + 1} {
+		k := fill(9)
+		f.Add(append(append([]byte{byte(TypeRelayed)}, k[:]...), wgData(n)...))
+	}
+	f.Add([]byte{})
+	f.Add([]byte{0xff})
+	f.Add([]byte{byte(TypeRelay)})
+
+	f.Fuzz(func(t *testing.T, body []byte) {
+		orig := bytes.Clone(body)
+		m, err := ParseMessage(body)
+		if err != nil {
+			if len(body) > 0 && (body[0] == byte(TypeRelay) || body[0] == byte(TypeRelayed)) {
+				n := len(body) - RelayHeaderLen
+				if n >= 1 && n <= MaxRelayPayload {
+					t.Fatalf("rejected a well-sized %v frame: %v", Type(body[0]), err)
+				}
+			}
+			return
+		}
+		if !bytes.Equal(body, orig) {
+			t.Fatal("ParseMessage modified its input")
+		}
+		switch m.(type) {
+		case Relay, Relayed:
+		default:
+			return // other types: FuzzParseMessage
+		}
+		b, err := m.AppendBinary([]byte("foo"))
+		if err != nil {
+			t.Fatalf("parsed %#v, cannot encode it: %v", m, err)
+		}
+		if !bytes.Equal(b[3:], body) {
+			t.Fatalf("re-encoded %x, input %x", b[3:], body)
+		}
+		again, err := ParseMessage(b[3:])
+		if err != nil {
+			t.Fatalf("re-encoded %x does not parse: %v", b[3:], err)
+		}
+		if diff := cmp.Diff(m, again); diff != "" {
+			t.Fatalf("round trip (-first +second):\n%s", diff)
+		}
+	})
+}
