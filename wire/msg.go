@@ -22,7 +22,7 @@ const (
 	TypeFindNode Type = 0x03 // FindNode
 	TypeNodes    Type = 0x04 // Nodes
 
-	TypePunch   Type = 0x05 // reserved: ask a rendezvous node to make two peers probe each other
+	TypePunch   Type = 0x05 // Punch; its forward PunchFrom is 0x0a
 	TypeRelay   Type = 0x06 // reserved: forward an inner envelope to a destination key
 	TypeRelayed Type = 0x07 // reserved: an inner envelope delivered by a relay
 	TypeAuth    Type = 0x08 // reserved: prove an alias (invitation) key, inner envelope

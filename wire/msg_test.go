@@ -143,7 +143,7 @@ func TestParseMessageErrors(t *testing.T) {
 		{"empty", "", ErrMalformed},
 		{"type_zero", "00 0000000000000001 00", ErrUnknownType},
 		{"type_ff", "ff", ErrUnknownType},
-		{"reserved_punch", "05 0000000000000001", ErrUnknownType},
+		{"punch_short", "05 0000000000000001", ErrMalformed},
 		{"reserved_authed", "09", ErrUnknownType},
 		{"ping_short", "01 0000000000000001", ErrMalformed},
 		{"pong_no_addr", "02 0000000000000001", ErrMalformed},
