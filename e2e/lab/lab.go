@@ -184,6 +184,7 @@ type Router struct {
 	Kind  Kind
 	WAN   netip.Addr
 	LAN   netip.Prefix
+	up    string // the uplink interface: wan0, or eth0 behind another router
 	hosts int
 }
 
@@ -196,7 +197,7 @@ func (l *Lab) NAT(name string, kind Kind) *Router {
 	wan := netip.AddrFrom4([4]byte{11, 22, byte(100 + n), 1})
 	ns := l.addNS(name)
 	l.attach(ns, fmt.Sprintf("r%d", n), wan)
-	return l.router(name, ns, kind, wan, n)
+	return l.router(name, ns, "wan0", kind, wan, n)
 }
 
 // NAT adds a router behind r (carrier-grade NAT: two layers of translation).
@@ -208,10 +209,11 @@ func (r *Router) NAT(name string, kind Kind) *Router {
 	l.mu.Unlock()
 	h := r.Add(name)
 	// The host r.Add made is the inner router itself.
-	return l.router(name, h.NS, kind, h.Addr, n)
+	return l.router(name, h.NS, "eth0", kind, h.Addr, n)
 }
 
-func (l *Lab) router(name, ns string, kind Kind, wan netip.Addr, n int) *Router {
+// router makes namespace ns a NAT router whose uplink is interface up.
+func (l *Lab) router(name, ns, up string, kind Kind, wan netip.Addr, n int) *Router {
 	lan := netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 168, byte(n), 1}), 24)
 	l.must(ns, "ip", "link", "add", "lan0", "type", "bridge")
 	l.must(ns, "ip", "link", "set", "lan0", "up")
@@ -219,14 +221,14 @@ func (l *Lab) router(name, ns string, kind Kind, wan netip.Addr, n int) *Router 
 	l.must(ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	// Short UDP timeouts make mapping expiry testable in seconds.
 	nsCommand(context.Background(), ns, "sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout=30").Run()
-	masq := []string{"-t", "nat", "-A", "POSTROUTING", "-o", "wan0", "-j", "MASQUERADE"}
+	masq := []string{"-t", "nat", "-A", "POSTROUTING", "-o", up, "-j", "MASQUERADE"}
 	if kind == Symmetric {
 		masq = append(masq, "--random")
 	}
 	if kind != UPnP {
 		l.must(ns, "iptables", masq...)
 	}
-	return &Router{Host: Host{lab: l, Name: name, NS: ns, Addr: wan}, Kind: kind, WAN: wan, LAN: lan.Masked()}
+	return &Router{Host: Host{lab: l, Name: name, NS: ns, Addr: wan}, Kind: kind, WAN: wan, LAN: lan.Masked(), up: up}
 }
 
 // Host adds a host on r's LAN, with r as its default route.
@@ -247,7 +249,7 @@ func (r *Router) Add(name string) *Host {
 	g4[3] = 1
 	l.must(ns, "ip", "route", "add", "default", "via", netip.AddrFrom4(g4).String())
 	if r.Kind == FullCone && r.hosts == 1 {
-		l.must(r.NS, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", "wan0", "-p", "udp", "-j", "DNAT", "--to-destination", addr.String())
+		l.must(r.NS, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", r.up, "-p", "udp", "-j", "DNAT", "--to-destination", addr.String())
 	}
 	return &Host{lab: l, Name: name, NS: ns, Addr: addr}
 }

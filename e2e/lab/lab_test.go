@@ -28,6 +28,13 @@ func TestLabNAT(t *testing.T) {
 	if out, err := a.Run(ctx, "ping", "-c1", "-W1", h.Addr.String()); err == nil {
 		t.Fatalf("a reached a LAN address: %s", out)
 	}
+	// Carrier-grade NAT: a router behind r translates too, so its host
+	// reaches the internet (which has no route to either LAN).
+	inner := r.NAT("r2", Restricted)
+	h2 := inner.Add("h2")
+	if out, err := h2.Run(ctx, "ping", "-c1", "-W2", a.Addr.String()); err != nil {
+		t.Fatalf("h2→a through two NATs: %v\n%s", err, out)
+	}
 	// The lab never routes to the root namespace: no default route on public hosts.
 	if out := a.Must("ip", "route"); strings.Contains(out, "default") {
 		t.Fatalf("public host has a default route:\n%s", out)
