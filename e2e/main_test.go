@@ -79,7 +79,7 @@ func (m *member) pub() key.Public { return m.priv.Public() }
 // up starts wh on m in the foreground, as systemd would.
 func (m *member) up(t *testing.T, conf string, extra ...string) *lab.Proc {
 	t.Helper()
-	args := append([]string{"up", conf, "private-key", m.keyf, "interface", m.iface, "--foreground", "--log-level", "debug"}, extra...)
+	args := append([]string{"up", conf, "private-key", m.keyf, "interface", m.iface, "--foreground", "--log-level", "debug", "dns", "off"}, extra...)
 	return m.host.Start("wh", nil, whBin, args...)
 }
 

@@ -84,6 +84,8 @@ func (nd *Node) handle(ctx context.Context, req ipc.Request) (any, error) {
 			r.Via = nd.displayName(res.Vias[0].Key)
 		}
 		return r, nil
+	case "resolve":
+		return nd.Resolve(arg(0))
 	case "ping":
 		k, err := nd.resolveKey(arg(0))
 		if err != nil {
@@ -262,7 +264,3 @@ func roleOf(n *config.Network, k key.Public) string {
 	}
 	return "dht"
 }
-
-// dnsMode says which name-resolution mode is active (set by the resolver
-// integration; "off" until it runs).
-func (nd *Node) dnsMode() string { return "off" }

@@ -31,6 +31,7 @@ import (
 	"github.com/whnet/wh/ipc"
 	"github.com/whnet/wh/key"
 	"github.com/whnet/wh/orchid"
+	"github.com/whnet/wh/resolver"
 	"github.com/whnet/wh/tunnel"
 	"github.com/whnet/wh/wire"
 )
@@ -59,9 +60,13 @@ type Node struct {
 	dev   *tunnel.Device // nil when headless
 	dht   *dht.Server
 	ctl   *ipc.Server // nil without a socket directory
-	rx    chan rxPacket
-	port  uint16
-	boot  []dht.Contact // the boot nodes, resolved at start
+
+	dnsHandler *resolver.Handler    // nil without DNS
+	dnsServer  *resolver.Server     // nil without DNS
+	dnsInteg   *resolver.Integrator // nil when not hooked into the system
+	rx         chan rxPacket
+	port       uint16
+	boot       []dht.Contact // the boot nodes, resolved at start
 
 	mu    sync.Mutex
 	net   *config.Network      // guarded by mu
@@ -175,6 +180,9 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		nd.port = nd.bind.Port()
 	}
 	nd.applyPeers(n)
+	if nd.dev != nil {
+		nd.startDNS(n)
+	}
 
 	if opt.SocketDir != "" {
 		srv, err := ipc.Listen(ipc.SocketPath(opt.SocketDir, opt.Interface), opt.Version, nd.handle, log)
@@ -562,6 +570,7 @@ func (nd *Node) Reload(n *config.Network) error {
 		}
 	}
 	nd.applyPeers(n)
+	nd.updateDNS(n)
 	nd.log.Info("reloaded", "trusted", len(n.Trusted()))
 	return nil
 }
@@ -574,6 +583,7 @@ func (nd *Node) Close() error {
 		if nd.ctl != nil {
 			nd.ctl.Close()
 		}
+		nd.stopDNS()
 		if nd.dht != nil {
 			nd.dht.Close()
 		}

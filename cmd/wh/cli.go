@@ -102,6 +102,7 @@ Exit status: 0 on success, 1 on invalid input or failure, 2 on a usage error.`,
 		newShowCmd(),
 		newLookupCmd(),
 		newPingCmd(),
+		newResolveCmd(),
 		newVersionCmd(),
 	)
 	root.CompletionOptions.HiddenDefaultCmd = false

@@ -86,7 +86,9 @@ trust bob %s
 	for _, name := range []string{"boot", "alice", "bob"} {
 		iface := "wh" + id + name[:min(len(name), 5)]
 		ifaces[name] = iface
-		args := []string{"up", conf, "private-key", filepath.Join(l.Dir(), name+".sk"), "interface", iface, "--foreground"}
+		// dns off: the namespaces share this machine's /etc/hosts, which
+		// the demo leaves alone; each node still answers DNS itself.
+		args := []string{"up", conf, "private-key", filepath.Join(l.Dir(), name+".sk"), "interface", iface, "dns", "off", "--foreground"}
 		if name == "boot" {
 			args = append(args, "listen-port", "62096")
 		}
@@ -112,6 +114,10 @@ trust bob %s
 	orch, _ := bob.Run(ctx, "sh", "-c", fmt.Sprintf("echo %s | %s orchid", pubs["bob"], whBin))
 	out, _ = alice.Run(ctx, "ping", "-c2", "-i0.2", strings.TrimSpace(orch))
 	say("alice: ping -c2 %s (bob's ORCHID IPv6)\n%s", strings.TrimSpace(orch), indent(out))
+	out, _ = alice.Run(ctx, "dig", "+short", "@10.0.42.3", "alice.demo", "bob.demo", "AAAA")
+	if out != "" {
+		say("alice: dig @10.0.42.3 alice.demo bob.demo AAAA (bob's resolver answers the network's names)\n%s", indent(out))
+	}
 	out, _ = bob.Run(ctx, "wg", "show", ifaces["bob"])
 	if out != "" {
 		say("bob: wg show %s\n%s", ifaces["bob"], indent(out))
