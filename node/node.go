@@ -164,11 +164,11 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		self, _ := n.Node(pub)
 		nd.addrs = ownAddrs(n, self)
 		dev, err := tunnel.New(tunnel.Config{
-			Name:       opt.Interface,
+			Name:       kernelName(opt),
 			Private:    priv,
 			ListenPort: opt.ListenPort,
-			Addresses:  nd.addrs,
-			Routes:     []netip.Prefix{orchid.Prefix},
+			Addresses:  kernelOnly(opt, nd.addrs),
+			Routes:     kernelOnly(opt, []netip.Prefix{orchid.Prefix}),
 			TUN:        opt.TUN,
 			Bind:       nd.bind,
 			Logger:     log.With("sub", "wg"),
@@ -595,4 +595,22 @@ func (nd *Node) Close() error {
 		nd.wg.Wait()
 	})
 	return nil
+}
+
+// kernelOnly returns ps for a kernel TUN, none for a userspace one
+// (whose addresses its creator set).
+func kernelOnly(opt Options, ps []netip.Prefix) []netip.Prefix {
+	if opt.TUN != nil {
+		return nil
+	}
+	return ps
+}
+
+// kernelName is the interface name the device serves its UAPI socket
+// under: none for a userspace (netstack) node, which has no interface.
+func kernelName(opt Options) string {
+	if opt.TUN != nil {
+		return ""
+	}
+	return opt.Interface
 }
