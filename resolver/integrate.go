@@ -3,6 +3,7 @@ package resolver
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,6 +13,10 @@ import (
 	"sync"
 	"time"
 )
+
+// ErrLoopbackServer is returned by Apply in ModeResolved for a resolver
+// address on loopback, which systemd-resolved cannot reach through the link.
+var ErrLoopbackServer = errors.New("systemd-resolved needs a resolver address on the interface, not on loopback")
 
 // resolvectlTimeout bounds each resolvectl run.
 const resolvectlTimeout = 10 * time.Second
@@ -61,9 +66,10 @@ func (i *Integrator) Mode() Mode { return i.mode }
 // Apply makes the system resolve zone's names for interface iface, through
 // the resolver at server (ModeResolved) or the hosts file (ModeHosts).
 // Calling it again (on reload) replaces what the previous call did. In
-// ModeResolved, server should be an address on iface itself, such as the
-// node's overlay IPv4: systemd-resolved sends a link's queries out of that
-// link.
+// ModeResolved, server must be an address on iface itself on which the
+// resolver listens, such as the node's overlay IPv4: systemd-resolved sends
+// a link's queries out of that link (IP_UNICAST_IF), so a loopback address
+// would never be reached; Apply refuses one with ErrLoopbackServer.
 func (i *Integrator) Apply(iface string, zone Zone, server netip.AddrPort) error {
 	if err := checkIface(iface); err != nil {
 		return err
@@ -98,6 +104,9 @@ func (i *Integrator) Apply(iface string, zone Zone, server netip.AddrPort) error
 func (i *Integrator) applyResolved(iface string, zone Zone, server netip.AddrPort) error {
 	if !server.IsValid() {
 		return fmt.Errorf("no resolver address to register")
+	}
+	if server.Addr().IsLoopback() {
+		return fmt.Errorf("%w: %v", ErrLoopbackServer, server)
 	}
 	addr := server.Addr().String()
 	if server.Port() != 53 {

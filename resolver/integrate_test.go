@@ -81,7 +81,7 @@ func TestResolvedMode(t *testing.T) {
 }
 
 func TestResolvedModeUndo(t *testing.T) {
-	server := netip.MustParseAddrPort("127.0.0.1:53")
+	server := netip.MustParseAddrPort("10.0.42.2:53")
 	t.Run("revert", func(t *testing.T) {
 		i, fake := resolvedIntegrator(t)
 		if err := i.Apply("lo", zone1, server); err != nil { // lo exists everywhere
@@ -115,6 +115,17 @@ func TestResolvedModeUndo(t *testing.T) {
 		fake.fail = "domain"
 		if err := i.Apply("wh0", zone1, server); err == nil || !strings.Contains(err.Error(), "wh0") {
 			t.Errorf("err = %v, want the failure, naming the interface", err)
+		}
+	})
+	t.Run("loopback_server", func(t *testing.T) {
+		i, fake := resolvedIntegrator(t)
+		for _, s := range []string{"127.119.1.2:53", "[::1]:53"} {
+			if err := i.Apply("wh0", zone1, netip.MustParseAddrPort(s)); !errors.Is(err, ErrLoopbackServer) {
+				t.Errorf("Apply with %s: err = %v, want ErrLoopbackServer", s, err)
+			}
+		}
+		if len(fake.cmds) != 0 {
+			t.Errorf("ran %v", fake.cmds)
 		}
 	})
 	t.Run("no_server", func(t *testing.T) {
