@@ -60,12 +60,22 @@ func (nd *Node) startDNS(n *config.Network) {
 	}
 	nd.dnsHandler, nd.dnsServer = h, srv
 	integ := resolver.NewIntegrator(resolver.IntegratorOptions{Mode: mode, Logger: nd.log.With("sub", "dns")})
-	if err := integ.Apply(nd.opt.Interface, z, lo); err != nil {
+	if err := integ.Apply(nd.opt.Interface, z, nd.systemServer()); err != nil {
 		nd.log.Warn("dns: system integration", "mode", integ.Mode().String(), "err", err)
 		return
 	}
 	nd.dnsInteg = integ
 	nd.log.Info("dns", "mode", integ.Mode().String(), "listen", addrs)
+}
+
+// systemServer is the resolver address the system is pointed at: the
+// overlay IPv4 address, since systemd-resolved sends a link's queries out
+// of that link (a loopback server would never be reached).
+func (nd *Node) systemServer() netip.AddrPort {
+	if nd.opt.TUN == nil && len(nd.addrs) > 0 {
+		return netip.AddrPortFrom(nd.addrs[0].Addr(), dnsPort)
+	}
+	return netip.AddrPortFrom(resolver.LoopbackAddr(nd.opt.Interface), dnsPort)
 }
 
 // updateDNS publishes the names of a reloaded network at once.
@@ -76,8 +86,7 @@ func (nd *Node) updateDNS(n *config.Network) {
 	z := zone(n)
 	nd.dnsHandler.SetZone(z)
 	if nd.dnsInteg != nil {
-		lo := netip.AddrPortFrom(resolver.LoopbackAddr(nd.opt.Interface), dnsPort)
-		if err := nd.dnsInteg.Apply(nd.opt.Interface, z, lo); err != nil {
+		if err := nd.dnsInteg.Apply(nd.opt.Interface, z, nd.systemServer()); err != nil {
 			nd.log.Warn("dns: system integration", "err", err)
 		}
 	}
