@@ -68,8 +68,8 @@ type Config struct {
 	// Send seals m for to and sends it to addr. It must not block.
 	Send func(to key.Public, addr netip.AddrPort, m wire.Message) error
 	// Ping pings the node to at addr and returns nil when it answers
-	// (the node passes its DHT's Ping). A probe cancels ctx after
-	// probeWait.
+	// (the node passes its DHT's Ping). Each probe gives up after 800 ms
+	// (probeWait), before the DHT would count a failure.
 	Ping func(ctx context.Context, to key.Public, addr netip.AddrPort) error
 	// Candidates returns this node's own addresses for peers to probe,
 	// best first: port-mapped, reflexive (Detector.Info), then the LAN
