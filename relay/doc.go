@@ -1,0 +1,93 @@
+// Package relay carries WireGuard packets between two nodes that have no
+// direct path, through a third node that reaches both: the Server is the
+// relay's side, the Client the sender's and the receiver's.
+//
+//	A's device ── Bind ── Client.Send ─ Relay{Dst: B} ─▶ Server (R) ─ Relayed{Src: A} ─▶ Client.Handle ── Deliver ── B's device
+//
+// The packets travel unchanged, already encrypted end to end by WireGuard,
+// inside the control protocol's authenticated envelope (wire.Relay and
+// wire.Relayed; a 1280-MTU tunnel packet makes a 1406-byte frame, which
+// a 1500-byte IPv6 path carries whole, so nothing is ever fragmented).
+//
+// # Choosing relays
+//
+// The node gives the Client, per peer, a few candidates: nodes that reach
+// the peer directly, best the ones the peer keeps alive (the Vias of a DHT
+// lookup of the peer), since those know its current address. The Client
+// pings every candidate, keeps a smoothed round-trip time, and sends
+// through the fastest live one. The relay in use is pinged every
+// PingInterval; after DeadAfter missed pings in a row, PingTimeout apart,
+// it is dead and the next best takes over, within PingInterval +
+// DeadAfter×PingTimeout (4 s by default). Standby candidates are pinged
+// every ProbeInterval (15 s), which also keeps our NAT's mapping towards
+// them open so that they can reach us as soon as they are needed. A dead
+// relay that answers again is live again; a live one at least a fifth
+// faster than the current one takes over.
+//
+// Each side chooses its own relay for what it sends, so the two
+// directions may use different relays. That is what lets the candidates
+// be the destination's neighbours: A sends to B through a node that B
+// keeps alive, B to A through one that A keeps alive.
+//
+// The node keeps looking for a direct path in the background and switches
+// the peer's tunnel.Path when one forms; WireGuard sees one endpoint per
+// peer throughout, so neither a relay change nor the move to a direct
+// path costs a handshake or a TCP connection inside the tunnel.
+//
+// # Serving
+//
+// Any node serves as a relay for any sender that the codec admits (enough
+// workbits, an authenticated envelope). The Server forwards a Relay only
+//
+//   - if its payload is a WireGuard message (type and size), so that a
+//     relay frame or any other control message is never relayed;
+//   - to the address at which Locate says the destination proved itself
+//     (the DHT table's), never to an address a packet names;
+//   - as a Relayed exactly as long as the Relay: no request makes a relay
+//     send more bytes than it received, and a relay sends nothing back to
+//     the sender;
+//   - within the sender's token buckets (by default 2000 packets/s
+//     and 2 MiB/s, bursts of 250 ms) and the relay's total ones
+//     (10000 packets/s and 10 MiB/s).
+//
+// Drops are counted by reason in ServerStats.
+//
+// # Trust
+//
+// A Client delivers a Relayed from any relay, not only those it chose:
+// each peer chooses its own relay towards us, and the device authenticates
+// every payload. A lying relay can name the wrong source, replay, or drop;
+// WireGuard rejects the first two (no session under that peer's keys, a
+// used counter) and the third is always possible. tunnel.Bind.Inject, the
+// usual Deliver, only accepts WireGuard messages for known peers, and hands
+// the device the peer's own endpoint, so a relayed packet never makes
+// WireGuard roam.
+//
+// A relay sees who talks to whom, when and how much, as any router on the
+// path does; it cannot read or alter the traffic.
+//
+// # Wiring it into a node
+//
+//	srv, _ := relay.NewServer(relay.ServerConfig{
+//		Send: nd.Send,
+//		Locate: func(k key.Public) (netip.AddrPort, bool) {
+//			c, ok := nd.dht.Table().Get(k)
+//			return c.Addr, ok
+//		},
+//	})
+//	cl, _ := relay.NewClient(relay.ClientConfig{
+//		Self: nd.pub,
+//		Send: nd.Send,
+//		Ping: func(ctx context.Context, k key.Public, a netip.AddrPort) (time.Duration, error) {
+//			start := time.Now()
+//			_, err := nd.dht.Ping(ctx, dht.Contact{Key: k, Addr: a})
+//			return time.Since(start), err
+//		},
+//		Deliver: func(peer key.Public, pkt []byte) error { return nd.bind.Inject(pkt, peer) },
+//	})
+//	go cl.Run(ctx)
+//	// In the control loop, after the DHT: srv.Handle(from, src, m) || cl.Handle(from, src, m).
+//	// For a peer without a direct path:
+//	cl.SetCandidates(peer, lookup.Vias)
+//	nd.bind.SetPath(peer, tunnel.Path{Relay: func(bufs [][]byte) error { return cl.Send(peer, bufs) }})
+package relay
