@@ -153,6 +153,10 @@ func (nd *Node) displayName(k key.Public) string {
 	nd.mu.Lock()
 	n := nd.net
 	nd.mu.Unlock()
+	return nd.displayNameLocked(n, k)
+}
+
+func (nd *Node) displayNameLocked(n *config.Network, k key.Public) string {
 	if c, ok := n.Node(k); ok && c.Hostname != "" {
 		return c.Hostname
 	}
@@ -169,6 +173,7 @@ func (nd *Node) Status(all bool) Status {
 			hs[s.Key] = peerCounters{s.LastHandshake, s.RxBytes, s.TxBytes}
 		}
 	}
+	behindNAT := nd.behindNAT()
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
 	n := nd.net
@@ -179,7 +184,7 @@ func (nd *Node) Status(all bool) Status {
 		ListenPort: nd.port,
 		Addresses:  []string{},
 		Mode:       nd.opt.Mode.String(),
-		NAT:        nd.opt.Mode == ModeNAT,
+		NAT:        behindNAT,
 		DNS:        nd.dnsMode(),
 		Peers:      []PeerStatus{},
 		DHT:        DHTStatus{Contacts: nd.dht.Table().Len()},
@@ -213,6 +218,12 @@ func (nd *Node) Status(all bool) Status {
 		ps.LastHandshake, ps.RxBytes, ps.TxBytes = h.handshake, h.rx, h.tx
 		if p, ok := nd.peers[c.Key]; ok {
 			ps.Why = p.why
+			if p.relayed && !p.direct.IsValid() {
+				ps.Path = PathRelay
+				if r, ok := nd.relayClient.Current(c.Key); ok {
+					ps.Relay = nd.displayNameLocked(n, r)
+				}
+			}
 			if p.direct.IsValid() {
 				ps.Endpoint = p.direct.String()
 				ps.Path = PathConnecting

@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,7 +31,10 @@ import (
 	"github.com/whnet/wh/dht"
 	"github.com/whnet/wh/ipc"
 	"github.com/whnet/wh/key"
+	"github.com/whnet/wh/nat"
+	"github.com/whnet/wh/nat/portmap"
 	"github.com/whnet/wh/orchid"
+	"github.com/whnet/wh/relay"
 	"github.com/whnet/wh/resolver"
 	"github.com/whnet/wh/tunnel"
 	"github.com/whnet/wh/wire"
@@ -61,12 +65,24 @@ type Node struct {
 	dht   *dht.Server
 	ctl   *ipc.Server // nil without a socket directory
 
+	det   *nat.Detector   // what others see of us
+	punch *nat.Puncher    // hole punching, and rendezvous for others
+	pm    *portmap.Mapper // nil when port mapping is off
+
+	relayServer *relay.Server // relays for others
+	relayClient *relay.Client // relays for our peers
+
 	dnsHandler *resolver.Handler    // nil without DNS
 	dnsServer  *resolver.Server     // nil without DNS
 	dnsInteg   *resolver.Integrator // nil when not hooked into the system
-	rx         chan rxPacket
-	port       uint16
-	boot       []dht.Contact // the boot nodes, resolved at start
+
+	rx   chan rxPacket
+	port uint16
+	boot []dht.Contact // the boot nodes, resolved at start
+	// subnet is the overlay's, whose addresses are never underlay
+	// candidates. It cannot change on reload (the node's own address
+	// would).
+	subnet netip.Prefix
 
 	mu    sync.Mutex
 	net   *config.Network      // guarded by mu
@@ -94,6 +110,7 @@ type peer struct {
 	nextTry   time.Time      // when to look for a path again
 	backoff   time.Duration
 	trying    bool
+	relayed   bool   // packets go through nd.relayClient
 	why       string // why there is no path, for `wh show`
 }
 
@@ -121,6 +138,7 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		codec:   wire.NewCodec(priv, n.Namespace, n.Workbit),
 		rx:      make(chan rxPacket, rxQueueSize),
 		net:     n,
+		subnet:  n.Subnet,
 		peers:   make(map[key.Public]*peer),
 		ctx:     ctx,
 		cancel:  cancel,
@@ -143,7 +161,7 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		Boot:      nd.boot,
 		Transport: nd,
 		Table:     dht.TableConfig{Namespace: n.Namespace, Workbit: n.Workbit},
-		NAT:       func() bool { return opt.Mode == ModeNAT },
+		NAT:       nd.behindNAT,
 		Logger:    log.With("sub", "dht"),
 	})
 	if err != nil {
@@ -178,6 +196,12 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		}
 		nd.dev = dev
 		nd.port = nd.bind.Port()
+	}
+	if err := nd.startNAT(); err != nil {
+		return nil, err
+	}
+	if err := nd.startRelay(); err != nil {
+		return nil, err
 	}
 	nd.applyPeers(n)
 	if nd.dev != nil {
@@ -260,7 +284,15 @@ func (nd *Node) controlLoop() {
 				continue // counted by the codec
 			}
 			nd.observe(from, p.src)
-			nd.dht.Handle(from, p.src, m)
+			if pong, ok := m.(wire.Pong); ok {
+				nd.det.Observe(from, p.src, pong.Observed)
+			}
+			// The puncher sees every message (a peer's new port shows
+			// up in any of them) and consumes its own.
+			_ = nd.punch.Handle(from, p.src, m) ||
+				nd.relayServer.Handle(from, p.src, m) ||
+				nd.relayClient.Handle(from, p.src, m) ||
+				nd.dht.Handle(from, p.src, m)
 		}
 	}
 }
@@ -302,6 +334,10 @@ func (nd *Node) setDirectLocked(p *peer, addr netip.AddrPort, now time.Time) {
 	}
 	p.direct, p.confirmed, p.why = addr, now, ""
 	p.backoff = 0
+	if p.relayed {
+		p.relayed = false
+		nd.relayClient.SetCandidates(p.cfg.Key, nil)
+	}
 	nd.bind.Learn(addr, p.cfg.Key)
 	nd.bind.SetPath(p.cfg.Key, tunnel.Path{Direct: addr})
 	nd.log.Info("path", "peer", name(p.cfg), "direct", addr)
@@ -444,9 +480,11 @@ func (nd *Node) handshakes() map[key.Public]time.Time {
 	return out
 }
 
-// connect looks for a direct path to peer k: its configured endpoint and
-// the addresses the DHT knows, each probed with a ping; the first answer
-// wins (observe sets the path when the pong arrives).
+// connect looks for a path to peer k. Its configured endpoint and a
+// public address from the DHT are probed with pings; a peer behind NAT is
+// punched through the node that keeps it alive (its Via). The first
+// answer wins: observe sets the path when the pong arrives, or the
+// puncher returns the address.
 func (nd *Node) connect(ctx context.Context, k key.Public) {
 	nd.mu.Lock()
 	p := nd.peers[k]
@@ -465,31 +503,61 @@ func (nd *Node) connect(ctx context.Context, k key.Public) {
 		}
 	}
 	why := ""
-	if r := nd.dht.Lookup(ctx, k); r.Found {
+	r := nd.dht.Lookup(ctx, k)
+	natted := r.Found && r.Contact.NAT
+	if r.Found {
 		cands = append(cands, r.Contact.Addr)
 	} else if len(cands) == 0 {
 		why = "not found in the DHT"
 	}
-	ok := false
-	for _, a := range uniq(cands) {
-		pctx, cancel := context.WithTimeout(ctx, probeWait)
-		_, err := nd.dht.Ping(pctx, dht.Contact{Key: k, Addr: a})
+	found := netip.AddrPort{}
+	if !natted {
+		for _, a := range uniq(cands) {
+			pctx, cancel := context.WithTimeout(ctx, probeWait)
+			_, err := nd.dht.Ping(pctx, dht.Contact{Key: k, Addr: a})
+			cancel()
+			if err == nil {
+				found = a
+				break
+			}
+			why = "no answer from " + a.String()
+		}
+	}
+	if !found.IsValid() && len(r.Vias) > 0 {
+		pctx, cancel := context.WithTimeout(ctx, 2*probeWait)
+		a, err := nd.punch.Punch(pctx, k, r.Vias[0], uniq(cands))
 		cancel()
 		if err == nil {
-			ok = true
-			break
+			found = a
+		} else {
+			why = punchReason(err)
 		}
-		why = "no answer from " + a.String()
 	}
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
 	p.trying = false
-	if ok {
+	if found.IsValid() {
+		if p.direct != found {
+			nd.setDirectLocked(p, found, time.Now())
+		}
 		return
 	}
+	if p.direct.IsValid() && time.Since(p.confirmed) < pathStale {
+		return // observe found it meanwhile
+	}
+	nd.relayLocked(p, r.Vias)
 	p.backoff = min(max(2*p.backoff, retryMin), retryMax)
 	p.nextTry = time.Now().Add(p.backoff)
 	p.why = why
+}
+
+// punchReason is the part of a punch error `wh show` says after "relay".
+func punchReason(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		return s[i+2:]
+	}
+	return s
 }
 
 func uniq(as []netip.AddrPort) []netip.AddrPort {
@@ -537,7 +605,7 @@ func (nd *Node) applyPeers(n *config.Network) {
 		} else {
 			nd.peers[k] = &peer{cfg: c}
 		}
-		wg = append(wg, tunnel.Peer{Key: k, AllowedIPs: []netip.Prefix{
+		wg = append(wg, tunnel.Peer{Key: k, Keepalive: nd.keepalive(), AllowedIPs: []netip.Prefix{
 			netip.PrefixFrom(c.IP, c.IP.BitLen()),
 			netip.PrefixFrom(orchid.Addr(k, n.Namespace), 128),
 		}})
@@ -584,6 +652,12 @@ func (nd *Node) Close() error {
 			nd.ctl.Close()
 		}
 		nd.stopDNS()
+		if nd.punch != nil {
+			nd.punch.Close()
+		}
+		if nd.pm != nil {
+			nd.pm.Close()
+		}
 		if nd.dht != nil {
 			nd.dht.Close()
 		}

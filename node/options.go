@@ -68,6 +68,8 @@ type Options struct {
 	Version string
 	// Logger receives the node's logs. Nil discards them.
 	Logger *slog.Logger
+	// NoPortMapping disables UPnP IGD, NAT-PMP and PCP (tests).
+	NoPortMapping bool
 	// Resolver resolves hostnames in endpoints. Nil means net.DefaultResolver.
 	Resolver *net.Resolver
 }

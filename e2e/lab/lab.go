@@ -41,7 +41,7 @@ const (
 	Restricted Kind = "restricted" // MASQUERADE: endpoint-independent mapping, address-and-port-dependent filtering
 	Symmetric  Kind = "symmetric"  // MASQUERADE --random: a new port per destination
 	FullCone   Kind = "full"       // MASQUERADE plus inbound UDP forwarded to the first LAN host
-	UPnP       Kind = "upnp"       // Restricted plus miniupnpd (UPnP IGD and NAT-PMP)
+	UPnP       Kind = "upnp"       // Restricted (in nft) plus miniupnpd: UPnP IGD, NAT-PMP and PCP
 )
 
 // T is what a lab needs from its user: a *testing.T, or the demo's stand-in.
@@ -225,10 +225,68 @@ func (l *Lab) router(name, ns, up string, kind Kind, wan netip.Addr, n int) *Rou
 	if kind == Symmetric {
 		masq = append(masq, "--random")
 	}
-	if kind != UPnP {
+	r := &Router{Host: Host{lab: l, Name: name, NS: ns, Addr: wan}, Kind: kind, WAN: wan, LAN: lan.Masked(), up: up}
+	if kind == UPnP {
+		l.miniupnpd(r)
+	} else {
 		l.must(ns, "iptables", masq...)
 	}
-	return &Router{Host: Host{lab: l, Name: name, NS: ns, Addr: wan}, Kind: kind, WAN: wan, LAN: lan.Masked(), up: up}
+	return r
+}
+
+// miniupnpdRuleset is the nft table and chains miniupnpd-nftables expects
+// (its default names), plus the router's own NAT on its uplink %[1]s.
+const miniupnpdRuleset = `table inet filter {
+  chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }
+  chain miniupnpd { }
+  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }
+  chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; oifname "%[1]s" masquerade; }
+  chain prerouting_miniupnpd { }
+  chain postrouting_miniupnpd { }
+}
+`
+
+const miniupnpdConf = `ext_ifname=%s
+listening_ip=lan0
+http_port=0
+enable_natpmp=yes
+enable_upnp=yes
+secure_mode=yes
+system_uptime=yes
+uuid=%s
+friendly_name=wh-lab
+lease_file=%s
+allow 1024-65535 192.168.0.0/16 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+`
+
+// miniupnpd gives router r restricted NAT in nft and a miniupnpd (UPnP IGD,
+// NAT-PMP and PCP) on its LAN, and waits until it listens.
+func (l *Lab) miniupnpd(r *Router) {
+	l.t.Helper()
+	if _, err := exec.LookPath("miniupnpd"); err != nil {
+		l.t.Skip("lab: a upnp router needs miniupnpd (apt-get install miniupnpd-nftables nftables)")
+	}
+	base := filepath.Join(l.dir, r.Name+"-miniupnpd")
+	b := make([]byte, 16)
+	rand.Read(b)
+	uuid := fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	if err := os.WriteFile(base+".nft", []byte(fmt.Sprintf(miniupnpdRuleset, r.up)), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
+	if err := os.WriteFile(base+".conf", []byte(fmt.Sprintf(miniupnpdConf, r.up, uuid, base+".leases")), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
+	l.must(r.NS, "nft", "-f", base+".nft")
+	d := r.Start("miniupnpd", nil, "miniupnpd", "-f", base+".conf", "-d", "-P", base+".pid")
+	if err := Eventually(10*time.Second, 20*time.Millisecond, func() error {
+		if o := d.Output(); !strings.Contains(o, "HTTP listening on port") || !strings.Contains(o, "Listening for NAT-PMP/PCP") {
+			return fmt.Errorf("miniupnpd on %s not ready:\n%s", r.Name, o)
+		}
+		return nil
+	}); err != nil {
+		l.t.Fatal(err)
+	}
 }
 
 // Host adds a host on r's LAN, with r as its default route.

@@ -2,7 +2,6 @@ package portmap
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -32,32 +30,6 @@ const (
 	// A race-enabled binary sleeps 1 s at exit unless told not to.
 	noExitSleep = "GORACE=atexit_sleep_ms=0"
 )
-
-// miniupnpdRuleset is the nft table and chains miniupnpd-nftables expects
-// (its default names), plus the router's own NAT on WAN interface %[1]s.
-const miniupnpdRuleset = `table inet filter {
-  chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }
-  chain miniupnpd { }
-  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }
-  chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; oifname "%[1]s" masquerade; }
-  chain prerouting_miniupnpd { }
-  chain postrouting_miniupnpd { }
-}
-`
-
-const miniupnpdConf = `ext_ifname=%s
-listening_ip=lan0
-http_port=0
-enable_natpmp=yes
-enable_upnp=yes
-secure_mode=yes
-system_uptime=yes
-uuid=%s
-friendly_name=wh-e2e
-lease_file=%s
-allow 1024-65535 192.168.0.0/16 1024-65535
-deny 0-65535 0.0.0.0/0 0-65535
-`
 
 // TestE2EMiniupnpd runs the Mapper against real miniupnpd daemons, each
 // protocol on its own:
@@ -88,10 +60,8 @@ func TestE2EMiniupnpd(t *testing.T) {
 	out := l.Public("out")
 	gw := l.NAT("gw", lab.UPnP)
 	in := gw.Add("in")
-	startMiniupnpd(t, l, gw, "wan0")
 	gw2 := l.NAT("gw0", lab.Restricted).NAT("gw2", lab.UPnP)
 	in2 := gw2.Add("in2")
-	startMiniupnpd(t, l, gw2, "eth0") // an inner router's uplink is the eth0 lab.Router.Add made
 
 	tests := []struct {
 		proto string
@@ -166,26 +136,6 @@ func TestE2EMiniupnpd(t *testing.T) {
 				t.Fatalf("forward left behind:\n%s", rules)
 			}
 		})
-	}
-}
-
-// startMiniupnpd gives router r miniupnpd's nft table and NAT on its WAN
-// interface extIf, and starts the daemon in the foreground.
-func startMiniupnpd(t *testing.T, l *lab.Lab, r *lab.Router, extIf string) {
-	t.Helper()
-	ruleset := filepath.Join(l.Dir(), r.Name+"-miniupnpd.nft")
-	conf := filepath.Join(l.Dir(), r.Name+"-miniupnpd.conf")
-	write(t, ruleset, fmt.Sprintf(miniupnpdRuleset, extIf))
-	write(t, conf, fmt.Sprintf(miniupnpdConf, extIf, uuid(), filepath.Join(l.Dir(), r.Name+"-upnp.leases")))
-	r.Must("nft", "-f", ruleset)
-	daemon := r.Start("miniupnpd", nil, "miniupnpd", "-f", conf, "-d", "-P", filepath.Join(l.Dir(), r.Name+"-miniupnpd.pid"))
-	if err := lab.Eventually(5*time.Second, 20*time.Millisecond, func() error {
-		if o := daemon.Output(); !strings.Contains(o, "HTTP listening on port") || !strings.Contains(o, "Listening for NAT-PMP/PCP") {
-			return fmt.Errorf("miniupnpd on %s not ready:\n%s", r.Name, o)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -291,15 +241,4 @@ func e2eSend(t *testing.T) {
 	}
 }
 
-func write(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
-func uuid() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
-}

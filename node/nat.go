@@ -1,0 +1,169 @@
+package node
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/whnet/wh/dht"
+	"github.com/whnet/wh/key"
+	"github.com/whnet/wh/nat"
+	"github.com/whnet/wh/nat/portmap"
+	"github.com/whnet/wh/orchid"
+	"github.com/whnet/wh/relay"
+	"github.com/whnet/wh/tunnel"
+)
+
+// startNAT sets up what the node knows about its own reachability
+// (reflexive addresses from pongs, a port mapping) and the hole puncher.
+func (nd *Node) startNAT() error {
+	nd.det = nat.NewDetector(nat.DetectorConfig{Local: nd.localAddrs})
+	p, err := nat.New(nat.Config{
+		Self: nd.pub,
+		Send: nd.Send,
+		Ping: func(ctx context.Context, to key.Public, addr netip.AddrPort) error {
+			// NAT: a punched peer is never handed out as a DHT hop.
+			_, err := nd.dht.Ping(ctx, dht.Contact{Key: to, Addr: addr, NAT: true})
+			return err
+		},
+		Candidates: nd.candidates,
+		NAT:        nd.det.Info,
+		Accept:     nd.isPeer,
+		Locate:     nd.locate,
+		Logger:     nd.log.With("sub", "nat"),
+	})
+	if err != nil {
+		return err
+	}
+	nd.punch = p
+	if nd.opt.Mode != ModeDirect && !nd.opt.NoPortMapping {
+		nd.pm = portmap.New(portmap.Options{
+			LocalPort:   nd.port,
+			Description: "wh " + nd.pub.String(),
+			Logger:      nd.log.With("sub", "portmap"),
+		})
+		nd.wg.Go(func() { nd.pm.Run(nd.ctx) })
+	}
+	return nil
+}
+
+// behindNAT is what the node tells others in its pings: mode nat or
+// direct says so; mode unknown assumes NAT until a pong shows that others
+// see the node at one of its own addresses.
+func (nd *Node) behindNAT() bool {
+	switch nd.opt.Mode {
+	case ModeDirect:
+		return false
+	case ModeNAT:
+		return true
+	}
+	return nd.det == nil || nd.det.Info().Mapping != nat.MappingNone
+}
+
+// localAddrs are the node's underlay addresses with its port, without the
+// overlay's own addresses.
+func (nd *Node) localAddrs() []netip.AddrPort {
+	as, _ := nat.LocalAddrs(nd.port)
+	out := as[:0]
+	for _, a := range as {
+		if orchid.Prefix.Contains(a.Addr()) || (nd.subnet.IsValid() && nd.subnet.Contains(a.Addr())) {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// candidates are the addresses a peer may reach the node at, best first:
+// a port mapping, the reflexive addresses, then the LAN addresses (which
+// let two nodes behind one NAT meet without hairpinning).
+func (nd *Node) candidates() []netip.AddrPort {
+	var out []netip.AddrPort
+	if nd.pm != nil {
+		if m, ok := nd.pm.Mapping(); ok {
+			out = append(out, m.External)
+		}
+	}
+	out = append(out, nd.det.Info().Reflexive...)
+	return uniq(append(out, nd.localAddrs()...))
+}
+
+// isPeer reports whether k is a trusted peer of this node.
+func (nd *Node) isPeer(k key.Public) bool {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	_, ok := nd.peers[k]
+	return ok
+}
+
+// locate is where the node last heard from k in its DHT table: a verified
+// address (k answered, or keeps us alive), never one a stranger chose.
+func (nd *Node) locate(k key.Public) (netip.AddrPort, bool) {
+	c, ok := nd.dht.Table().Get(k)
+	return c.Addr, ok
+}
+
+// natKeepalive keeps NAT mappings open: WireHub's 25 s.
+const natKeepalive = 25 * time.Second
+
+// keepalive is the WireGuard persistent keepalive of every peer: none for
+// a node that says it has a public address, 25 s otherwise, so that its
+// own mapping and its peers' stay open.
+func (nd *Node) keepalive() time.Duration {
+	if nd.opt.Mode == ModeDirect {
+		return 0
+	}
+	return natKeepalive
+}
+
+// startRelay makes the node a relay for others (any node with enough
+// workbits, within limits) and a client of relays for its own peers.
+func (nd *Node) startRelay() error {
+	srv, err := relay.NewServer(relay.ServerConfig{
+		Send:   nd.Send,
+		Locate: nd.locate,
+		Logger: nd.log.With("sub", "relay"),
+	})
+	if err != nil {
+		return err
+	}
+	cl, err := relay.NewClient(relay.ClientConfig{
+		Send: nd.Send,
+		Ping: func(ctx context.Context, k key.Public, addr netip.AddrPort) (time.Duration, error) {
+			start := time.Now()
+			_, err := nd.dht.Ping(ctx, dht.Contact{Key: k, Addr: addr})
+			return time.Since(start), err
+		},
+		Deliver: func(peer key.Public, pkt []byte) error {
+			if !nd.isPeer(peer) {
+				return nil // only trusted peers' packets reach WireGuard
+			}
+			return nd.bind.Inject(pkt, peer)
+		},
+		Self:   nd.pub,
+		Logger: nd.log.With("sub", "relay"),
+	})
+	if err != nil {
+		return err
+	}
+	nd.relayServer, nd.relayClient = srv, cl
+	nd.wg.Go(func() { cl.Run(nd.ctx) })
+	return nil
+}
+
+// relayLocked sends peer p's packets through the nodes that keep it alive
+// (its Vias), the fastest live one, until a direct path forms. WireGuard
+// does not notice: only the Bind's path for p changes.
+func (nd *Node) relayLocked(p *peer, vias []dht.Contact) {
+	if len(vias) == 0 {
+		return
+	}
+	k := p.cfg.Key
+	nd.relayClient.SetCandidates(k, vias)
+	if p.relayed {
+		return
+	}
+	p.relayed = true
+	nd.bind.SetPath(k, tunnel.Path{Relay: func(bufs [][]byte) error { return nd.relayClient.Send(k, bufs) }})
+	nd.log.Info("path", "peer", name(p.cfg), "relay", vias[0].Key.Short(10))
+}
