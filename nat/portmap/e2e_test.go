@@ -240,5 +240,3 @@ func e2eSend(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-
-
