@@ -390,6 +390,9 @@ func (b *Bind) SetPath(peer key.Public, p Path) error {
 // control message from there: WireGuard packets from addr then carry the peer's endpoint.
 // An address belongs to one peer; learning it again for another moves it.
 func (b *Bind) Learn(addr netip.AddrPort, peer key.Public) error {
+	if !addr.IsValid() {
+		return fmt.Errorf("tunnel: learn invalid address for %s", peer.Short(8))
+	}
 	addr = unmap(addr)
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -426,8 +429,9 @@ func (b *Bind) Forget(addr netip.AddrPort) {
 	b.tables.Store(&nt)
 }
 
-// RemovePeer forgets peer: its path, its learned addresses and its endpoint. A device
-// that still holds the endpoint drops what it sends to it.
+// RemovePeer forgets peer: its path, its learned addresses and its endpoint. Call it once
+// the device no longer has the peer (Device.SetPeers without it): a device still holding
+// the old endpoint keeps dropping what it sends there, even after a new SetPath.
 func (b *Bind) RemovePeer(peer key.Public) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

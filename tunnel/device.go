@@ -175,10 +175,14 @@ func (d *Device) serveUAPI(name string) error {
 		// Reading that first error also lets both of its internal goroutines exit.
 		for {
 			c, err := ln.Accept()
+			d.mu.Lock()
 			if err != nil {
+				if !d.closed {
+					d.log.Warn("UAPI socket stopped; wg(8) cannot reach the device", "err", err)
+				}
+				d.mu.Unlock()
 				return
 			}
-			d.mu.Lock()
 			if d.closed {
 				d.mu.Unlock()
 				c.Close()

@@ -169,10 +169,14 @@ func startHelper(t *testing.T, ns string, cfg helperConfig) *helper {
 		h.stdin.Close() // the helper closes its device and exits
 		exited := make(chan error, 1)
 		go func() { <-read; exited <- cmd.Wait() }()
+		sock := "/var/run/wireguard/" + cfg.Name + ".sock"
 		select {
 		case err := <-exited:
 			if err != nil {
 				t.Errorf("helper in %s: %v", ns, err)
+			}
+			if _, err := os.Stat(sock); err == nil {
+				t.Errorf("%s left behind by Close", sock)
 			}
 		case <-time.After(10 * time.Second):
 			t.Errorf("helper in %s did not exit; killing it", ns)
@@ -180,7 +184,7 @@ func startHelper(t *testing.T, ns string, cfg helperConfig) *helper {
 			<-exited
 		}
 		cancel()
-		os.Remove("/var/run/wireguard/" + cfg.Name + ".sock") // if it was killed
+		os.Remove(sock)
 	})
 	h.reply() // ready
 	return h
