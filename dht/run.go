@@ -34,33 +34,53 @@ func (s *Server) Lookup(ctx context.Context, target key.Public) Result {
 	return res
 }
 
-// Bootstrap joins the network: it pings the boot contacts, looks up its own
-// key to fill the table with its neighbourhood, and announces itself by
-// pinging the K nearest nodes that lookup found (for a NATed node, this is
-// its first keepalive). It fails only if nobody answered.
+// Bootstrap joins the network as the Kademlia paper does: it pings the
+// boot contacts, looks up its own key to fill the table with its
+// neighbourhood, announces itself by pinging the K nearest nodes that
+// lookup found (for a NATed node, this is its first keepalive), and looks
+// up a random key in each bucket farther than its nearest neighbour, so
+// that its far buckets are filled too: queries from others do not fill
+// them, since FindNode senders are not admitted. It fails only if nobody
+// answered.
 func (s *Server) Bootstrap(ctx context.Context) error {
-	s.pingAll(ctx, s.cfg.Boot)
+	err := s.pingAll(ctx, s.cfg.Boot)
 	if s.table.Len() == 0 {
-		return ErrNoAnswer
+		if err == nil { // no boot contacts
+			return ErrNoAnswer
+		}
+		return fmt.Errorf("%w: %w", ErrNoAnswer, err)
 	}
-	return s.announce(ctx)
+	res, err := s.announce(ctx)
+	if err != nil {
+		return err
+	}
+	r := newRand()
+	for i := range commonPrefixLen(s.self, res.Closest[0].Key) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		s.Lookup(ctx, s.table.RandomKey(i, r))
+	}
+	return nil
 }
 
 // announce looks up the own key and pings the nearest nodes found.
-func (s *Server) announce(ctx context.Context) error {
+func (s *Server) announce(ctx context.Context) (Result, error) {
 	res := s.Lookup(ctx, s.self)
 	if res.Err != nil {
-		return fmt.Errorf("dht: self-lookup: %w", res.Err)
+		return res, fmt.Errorf("dht: self-lookup: %w", res.Err)
 	}
 	if len(res.Closest) == 0 {
-		return ErrNoAnswer
+		return res, ErrNoAnswer
 	}
 	s.pingAll(ctx, res.Closest)
 	s.mu.Lock()
 	s.announced = time.Now()
 	s.mu.Unlock()
-	return nil
+	return res, nil
 }
+
+func newRand() *rand.Rand { return rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())) }
 
 // keepalive pings the K nearest direct nodes in the table. A NATed node does
 // so every KeepaliveInterval: it keeps its NAT mapping open towards them,
@@ -69,17 +89,20 @@ func (s *Server) keepalive(ctx context.Context) {
 	s.pingAll(ctx, s.table.ClosestDirect(s.self, s.cfg.Table.K))
 }
 
-// pingAll pings every contact at once and waits for the answers.
-func (s *Server) pingAll(ctx context.Context, cs []Contact) {
+// pingAll pings every contact at once, waits for the answers and returns
+// the errors joined.
+func (s *Server) pingAll(ctx context.Context, cs []Contact) error {
 	var wg sync.WaitGroup
-	for _, c := range cs {
+	errs := make([]error, len(cs))
+	for i, c := range cs {
 		wg.Go(func() {
-			if _, err := s.Ping(ctx, c); err != nil {
-				s.log.Debug("dht: ping failed", "peer", c.Key, "endpoint", c.Addr, "err", err)
+			if _, errs[i] = s.Ping(ctx, c); errs[i] != nil {
+				s.log.Debug("dht: ping failed", "peer", c.Key, "endpoint", c.Addr, "err", errs[i])
 			}
 		})
 	}
 	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Refresh looks up a random key in every bucket that no lookup touched for
@@ -101,7 +124,8 @@ func (s *Server) Refresh(ctx context.Context, r *rand.Rand) error {
 	if !due {
 		return nil
 	}
-	return s.announce(ctx)
+	_, err := s.announce(ctx)
+	return err
 }
 
 // Run keeps the table healthy until ctx ends or the server closes: it
@@ -133,7 +157,7 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 	})
 	wg.Go(func() {
-		r := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+		r := newRand()
 		// Check often enough that a bucket is never more than 10% past
 		// due.
 		every(ctx, s.cfg.RefreshInterval/10, func() {

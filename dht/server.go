@@ -203,8 +203,10 @@ func (s *Server) handlePing(from key.Public, src netip.AddrPort, m wire.Ping) {
 
 // handleFindNode answers with the nearest contacts that fit in one packet.
 // NAT contacts go with Via = this node, which keeps them alive. The sender
-// is not admitted: a FindNode does not say whether it can be reached.
+// is not admitted, since a FindNode does not say whether it can be reached,
+// but if it is known at this address, it is alive.
 func (s *Server) handleFindNode(from key.Public, src netip.AddrPort, m wire.FindNode) {
+	s.table.Heard(from, src, time.Now())
 	contacts := s.table.Closest(m.Target, min(s.cfg.Table.K, wire.MaxNodes))
 	reply := wire.Nodes{TxID: m.TxID, Nodes: make([]wire.NodeInfo, 0, len(contacts))}
 	size := 10 // type, txid, count
@@ -236,11 +238,12 @@ func (s *Server) answered(txid uint64, from key.Public, src netip.AddrPort, m wi
 	if c == nil || c.to.Key != from || !isAnswer(c, m) {
 		return nil
 	}
+	// Admit first: whoever waits for the answer may look at the table.
+	s.admit(Contact{Key: from, Addr: src, NAT: c.to.NAT})
 	select {
 	case c.reply <- m:
 	default: // a duplicate answer
 	}
-	s.admit(Contact{Key: from, Addr: src, NAT: c.to.NAT})
 	return c
 }
 

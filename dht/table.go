@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"errors"
+	"hash/maphash"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -99,9 +100,10 @@ type Table struct {
 	cfg  TableConfig // immutable after NewTable
 
 	mu      sync.Mutex
-	buckets []bucket           // guarded by mu; grown to the deepest bucket ever used
-	perAddr map[netip.Addr]int // guarded by mu; entries (not replacements) per capped IP address
-	size    int                // guarded by mu; entries in all buckets
+	buckets []bucket         // guarded by mu; grown to the deepest bucket ever used
+	perAddr map[uint64]int32 // guarded by mu; entries (not replacements) per capped IP address, by addrHash
+	seed    maphash.Seed     // for addrHash; random, so that nobody can aim at a collision
+	size    int              // guarded by mu; entries in all buckets
 }
 
 type bucket struct {
@@ -110,17 +112,33 @@ type bucket struct {
 	touched      time.Time // last lookup of a key in this bucket's range
 }
 
+// entry is a contact in a bucket. It holds no pointers (72 bytes), so that
+// the simulator's 100,000 tables stay small and cost the GC nothing.
 type entry struct {
-	Contact
-	seen     int64  // last message from the contact, Unix nanoseconds
-	net      netKey // Addr's /24 or /64, zero if not capped
-	fails    uint8  // consecutive failed queries
-	checking bool   // a liveness check was handed out and not yet resolved
+	key      key.Public
+	ip       [16]byte // IPv4 as IPv4-mapped IPv6
+	seen     int64    // last message from the contact, Unix nanoseconds
+	net      uint64   // the address's capped network (netOf), 0 if not capped
+	port     uint16
+	nat      bool
+	fails    uint8 // consecutive failed queries
+	checking bool  // a liveness check was handed out and not yet resolved
+}
+
+func newEntry(c Contact, now time.Time) entry {
+	a := c.Addr.Addr()
+	return entry{key: c.Key, ip: a.As16(), port: c.Addr.Port(), nat: c.NAT, seen: now.UnixNano(), net: netOf(a)}
+}
+
+func (e *entry) addr() netip.Addr { return netip.AddrFrom16(e.ip).Unmap() }
+
+func (e *entry) contact() Contact {
+	return Contact{Key: e.key, Addr: netip.AddrPortFrom(e.addr(), e.port), NAT: e.nat}
 }
 
 // NewTable returns an empty table for the node whose key is self.
 func NewTable(self key.Public, cfg TableConfig) *Table {
-	return &Table{self: self, cfg: cfg.withDefaults(), perAddr: make(map[netip.Addr]int)}
+	return &Table{self: self, cfg: cfg.withDefaults(), perAddr: make(map[uint64]int32), seed: maphash.MakeSeed()}
 }
 
 // Self returns the table's own key.
@@ -152,35 +170,31 @@ func (t *Table) Add(c Contact, now time.Time) (check Contact, err error) {
 	if err := t.Admissible(c.Key); err != nil {
 		return Contact{}, err
 	}
-	if !c.Addr.IsValid() || c.Addr.Port() == 0 {
+	if !c.Addr.IsValid() || c.Addr.Port() == 0 || c.Addr.Addr().Zone() != "" {
 		return Contact{}, ErrNoAddr
 	}
-	c.Addr = netip.AddrPortFrom(c.Addr.Addr().Unmap(), c.Addr.Port())
+	e := newEntry(c, now)
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := t.bucket(commonPrefixLen(t.self, c.Key))
 
 	if i := indexOf(b.entries, c.Key); i >= 0 {
-		e := b.entries[i]
-		if e.Addr != c.Addr {
-			n := netOf(c.Addr.Addr())
-			if err := t.checkLimits(b, c.Addr.Addr(), n, c.Key); err != nil {
+		old := b.entries[i]
+		if old.ip != e.ip || old.port != e.port {
+			if err := t.checkLimits(b, &e); err != nil {
 				return Contact{}, err
 			}
-			t.uncount(e)
-			e.Addr, e.net = c.Addr, n
-			t.count(e)
+			t.uncount(&old)
+			t.count(&e)
 		}
-		e.NAT, e.seen, e.fails, e.checking = c.NAT, now.UnixNano(), 0, false
 		b.entries = append(slices.Delete(b.entries, i, i+1), e)
 		return Contact{}, nil
 	}
 	if i := indexOf(b.replacements, c.Key); i >= 0 {
 		b.replacements = slices.Delete(b.replacements, i, i+1)
 	}
-	e := entry{Contact: c, seen: now.UnixNano(), net: netOf(c.Addr.Addr())}
-	if err := t.checkLimits(b, c.Addr.Addr(), e.net, c.Key); err != nil {
+	if err := t.checkLimits(b, &e); err != nil {
 		return Contact{}, err
 	}
 	if len(b.entries) < t.cfg.K {
@@ -204,7 +218,27 @@ func (t *Table) Add(c Contact, now time.Time) (check Contact, err error) {
 		return Contact{}, ErrBucketFull
 	}
 	oldest.checking = true
-	return oldest.Contact, ErrBucketFull
+	return oldest.contact(), ErrBucketFull
+}
+
+// Heard refreshes the entry for k, as Add would, if k is in a bucket at
+// addr, and reports whether it was. Unlike Add it never admits anyone: it
+// is for messages that do not tell whether their sender can be reached.
+func (t *Table) Heard(k key.Public, addr netip.AddrPort, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := t.bucketOf(k)
+	if b == nil {
+		return false
+	}
+	i := indexOf(b.entries, k)
+	if i < 0 || b.entries[i].ip != addr.Addr().As16() || b.entries[i].port != addr.Port() {
+		return false
+	}
+	e := b.entries[i]
+	e.seen, e.fails, e.checking = now.UnixNano(), 0, false
+	b.entries = append(slices.Delete(b.entries, i, i+1), e)
+	return true
 }
 
 // Failed records that a query to k went unanswered. The entry is replaced
@@ -264,9 +298,9 @@ func (t *Table) ExpireNAT(before time.Time) (removed int) {
 	limit := before.UnixNano()
 	for bi := range t.buckets {
 		b := &t.buckets[bi]
-		b.replacements = slices.DeleteFunc(b.replacements, func(e entry) bool { return e.NAT && e.seen < limit })
+		b.replacements = slices.DeleteFunc(b.replacements, func(e entry) bool { return e.nat && e.seen < limit })
 		for i := 0; i < len(b.entries); {
-			if e := b.entries[i]; e.NAT && e.seen < limit {
+			if e := &b.entries[i]; e.nat && e.seen < limit {
 				t.remove(b, i)
 				t.promote(b)
 				removed++
@@ -284,7 +318,7 @@ func (t *Table) Get(k key.Public) (Contact, bool) {
 	defer t.mu.Unlock()
 	if b := t.bucketOf(k); b != nil {
 		if i := indexOf(b.entries, k); i >= 0 {
-			return b.entries[i].Contact, true
+			return b.entries[i].contact(), true
 		}
 	}
 	return Contact{}, false
@@ -303,9 +337,9 @@ func (t *Table) Contacts() []Contact {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]Contact, 0, t.size)
-	for _, b := range t.buckets {
-		for _, e := range b.entries {
-			out = append(out, e.Contact)
+	for bi := range t.buckets {
+		for i := range t.buckets[bi].entries {
+			out = append(out, t.buckets[bi].entries[i].contact())
 		}
 	}
 	return out
@@ -338,9 +372,9 @@ func (t *Table) closest(target key.Public, n int, direct bool) []Contact {
 	defer t.mu.Unlock()
 	out := make([]Contact, 0, n+t.cfg.K)
 	gather := func(b *bucket) {
-		for _, e := range b.entries {
-			if !direct || !e.NAT {
-				out = append(out, e.Contact)
+		for i := range b.entries {
+			if !direct || !b.entries[i].nat {
+				out = append(out, b.entries[i].contact())
 			}
 		}
 	}
@@ -429,19 +463,19 @@ func (t *Table) bucketOf(k key.Public) *bucket {
 	return nil
 }
 
-// checkLimits returns why a contact for k at addr, in network n, may not
-// join b's entries beside those it replaces. t.mu must be held.
-func (t *Table) checkLimits(b *bucket, addr netip.Addr, n netKey, k key.Public) error {
-	if n == (netKey{}) {
+// checkLimits returns why e may not join b's entries beside the entry it
+// replaces, if any. t.mu must be held.
+func (t *Table) checkLimits(b *bucket, e *entry) error {
+	if e.net == 0 {
 		return nil
 	}
-	if t.cfg.PerAddr > 0 && t.perAddr[addr] >= t.cfg.PerAddr {
+	if t.cfg.PerAddr > 0 && t.perAddr[t.addrHash(e)] >= int32(t.cfg.PerAddr) {
 		return ErrAddrLimit
 	}
 	if t.cfg.PerPrefix > 0 {
 		same := 0
 		for i := range b.entries {
-			if b.entries[i].net == n && b.entries[i].Key != k {
+			if b.entries[i].net == e.net && b.entries[i].key != e.key {
 				same++
 			}
 		}
@@ -452,14 +486,21 @@ func (t *Table) checkLimits(b *bucket, addr netip.Addr, n netKey, k key.Public) 
 	return nil
 }
 
+// insert appends e to b, growing the bucket by steps up to K so that
+// buckets never hold more room than K entries.
 func (t *Table) insert(b *bucket, e entry) {
+	if len(b.entries) == cap(b.entries) {
+		grown := make([]entry, len(b.entries), min(max(4, 2*cap(b.entries)), t.cfg.K))
+		copy(grown, b.entries)
+		b.entries = grown
+	}
 	b.entries = append(b.entries, e)
-	t.count(e)
+	t.count(&e)
 	t.size++
 }
 
 func (t *Table) remove(b *bucket, i int) {
-	t.uncount(b.entries[i])
+	t.uncount(&b.entries[i])
 	b.entries = slices.Delete(b.entries, i, i+1)
 	t.size--
 }
@@ -471,61 +512,58 @@ func (t *Table) promote(b *bucket) {
 		last := len(b.replacements) - 1
 		e := b.replacements[last]
 		b.replacements = b.replacements[:last]
-		if t.checkLimits(b, e.Addr.Addr(), e.net, e.Key) == nil {
+		if t.checkLimits(b, &e) == nil {
 			e.fails, e.checking = 0, false
 			// Its place is by when it was last seen.
 			i, _ := slices.BinarySearchFunc(b.entries, e.seen, func(x entry, s int64) int { return cmp.Compare(x.seen, s) })
-			b.entries = slices.Insert(b.entries, i, e)
-			t.count(e)
-			t.size++
+			t.insert(b, e)
+			copy(b.entries[i+1:], b.entries[i:])
+			b.entries[i] = e
 			return
 		}
 	}
 }
 
-func (t *Table) count(e entry) {
-	if e.net != (netKey{}) {
-		t.perAddr[e.Addr.Addr()]++
+func (t *Table) addrHash(e *entry) uint64 { return maphash.Comparable(t.seed, e.ip) }
+
+func (t *Table) count(e *entry) {
+	if e.net != 0 && t.cfg.PerAddr > 0 {
+		t.perAddr[t.addrHash(e)]++
 	}
 }
 
-func (t *Table) uncount(e entry) {
-	if e.net != (netKey{}) {
-		a := e.Addr.Addr()
-		if t.perAddr[a]--; t.perAddr[a] <= 0 {
-			delete(t.perAddr, a)
+func (t *Table) uncount(e *entry) {
+	if e.net != 0 && t.cfg.PerAddr > 0 {
+		h := t.addrHash(e)
+		if t.perAddr[h]--; t.perAddr[h] <= 0 {
+			delete(t.perAddr, h)
 		}
 	}
 }
 
 func indexOf(es []entry, k key.Public) int {
 	for i := range es {
-		if es[i].Key == k {
+		if es[i].key == k {
 			return i
 		}
 	}
 	return -1
 }
 
-// netKey names the network an address is capped in: its /24 (IPv4) or /64
-// (IPv6). The zero netKey means not capped.
-type netKey struct {
-	prefix uint64 // the prefix's bits, left-aligned
-	family uint8  // 4 or 6
-}
-
-// netOf returns the network a counts in, or the zero netKey for addresses
-// that are not capped: loopback, private, link-local, unspecified (someone's
-// own LAN, where the operator decides who runs nodes).
-func netOf(a netip.Addr) netKey {
+// netOf returns the network a counts in for PerPrefix: its /24 (IPv4,
+// tagged with bit 32 so that it is never zero) or its /64 (IPv6). It
+// returns 0 for addresses that are not capped: loopback, private,
+// link-local, unspecified (someone's own LAN, where its operator decides
+// who runs nodes). An IPv6 /64 that is zero is not routable either.
+func netOf(a netip.Addr) uint64 {
 	a = a.Unmap()
 	if a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsUnspecified() || !a.IsValid() {
-		return netKey{}
+		return 0
 	}
 	if a.Is4() {
 		b := a.As4()
-		return netKey{uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40, 4}
+		return 1<<32 | uint64(b[0])<<16 | uint64(b[1])<<8 | uint64(b[2])
 	}
 	b := a.As16()
-	return netKey{binary.BigEndian.Uint64(b[:8]), 6}
+	return binary.BigEndian.Uint64(b[:8])
 }

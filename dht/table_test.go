@@ -319,6 +319,22 @@ func TestEvictionPrefersLiveOldNodes(t *testing.T) {
 			t.Fatal("failed entry still in the table")
 		}
 	})
+	t.Run("heard_refreshes_known_entries_only", func(t *testing.T) {
+		tab, cs := fullBucket(t, r)
+		stranger := Contact{Key: keyInBucket(tab.Self(), 1, r), Addr: publicAddr(100)}
+		if tab.Heard(stranger.Key, stranger.Addr, now) || tab.Len() != len(cs) {
+			t.Fatal("Heard admitted a stranger")
+		}
+		if tab.Heard(cs[0].Key, publicAddr(101), now) {
+			t.Fatal("Heard accepted a known key at another address")
+		}
+		if !tab.Heard(cs[0].Key, cs[0].Addr, now) {
+			t.Fatal("Heard did not refresh a known entry")
+		}
+		if got := tab.Contacts(); got[len(got)-1] != cs[0] {
+			t.Fatalf("last entry = %v, want the refreshed %v", got[len(got)-1], cs[0])
+		}
+	})
 	t.Run("refresh_moves_to_the_end_and_updates_address", func(t *testing.T) {
 		tab, cs := fullBucket(t, r)
 		moved := cs[0]
