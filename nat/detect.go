@@ -238,3 +238,21 @@ func Why(local, remote Info) string {
 func unmap(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
+
+// Observation is one peer's view of the node, for `wh netcheck`.
+type Observation struct {
+	Peer     netip.Addr     // the peer's IP address
+	Observed netip.AddrPort // where it saw the node
+	At       time.Time
+}
+
+// Observations returns the observations Info is made of, newest first.
+func (d *Detector) Observations() []Observation {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]Observation, len(d.obs))
+	for i, o := range d.obs {
+		out[i] = Observation{Peer: o.peer, Observed: o.observed, At: o.at}
+	}
+	return out
+}

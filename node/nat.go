@@ -163,6 +163,10 @@ func (nd *Node) relayLocked(p *peer, vias []dht.Contact) {
 	if p.relayed {
 		return
 	}
+	if p.direct.IsValid() {
+		nd.bind.Forget(p.direct)
+		p.direct = netip.AddrPort{}
+	}
 	p.relayed = true
 	nd.bind.SetPath(k, tunnel.Path{Relay: func(bufs [][]byte) error { return nd.relayClient.Send(k, bufs) }})
 	nd.log.Info("path", "peer", name(p.cfg), "relay", vias[0].Key.Short(10))

@@ -103,6 +103,7 @@ Exit status: 0 on success, 1 on invalid input or failure, 2 on a usage error.`,
 		newLookupCmd(),
 		newPingCmd(),
 		newResolveCmd(),
+		newNetcheckCmd(),
 		newVersionCmd(),
 	)
 	root.CompletionOptions.HiddenDefaultCmd = false

@@ -230,12 +230,20 @@ func (l *Lab) router(name, ns, up string, kind Kind, wan netip.Addr, n int) *Rou
 		l.miniupnpd(r)
 	} else {
 		l.must(ns, "iptables", masq...)
+		// A stateful firewall, as on every home router: unsolicited
+		// packets to the router die before conntrack keeps them. Without
+		// it, Linux keeps an entry for such a packet, and the next
+		// outbound flow to its sender finds the reply tuple taken and is
+		// mapped to a random port: a restricted NAT would turn symmetric
+		// towards exactly the peer that is punching a hole.
+		l.must(ns, "iptables", "-A", "INPUT", "-i", up, "-m", "conntrack", "--ctstate", "NEW,INVALID", "-j", "DROP")
 	}
 	return r
 }
 
 // miniupnpdRuleset is the nft table and chains miniupnpd-nftables expects
-// (its default names), plus the router's own NAT on its uplink %[1]s.
+// (its default names), plus the router's own NAT and stateful firewall on
+// its uplink %[1]s.
 const miniupnpdRuleset = `table inet filter {
   chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }
   chain miniupnpd { }
@@ -243,6 +251,7 @@ const miniupnpdRuleset = `table inet filter {
   chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; oifname "%[1]s" masquerade; }
   chain prerouting_miniupnpd { }
   chain postrouting_miniupnpd { }
+  chain input { type filter hook input priority 0; policy accept; iifname "%[1]s" ct state new,invalid drop; }
 }
 `
 
