@@ -70,7 +70,6 @@ func verdict(ok bool) string {
 // network is a boot node and two nodes on public hosts.
 type network struct {
 	lab    *lab.Lab
-	t      *runner
 	hosts  [3]*lab.Host
 	procs  [3]*lab.Proc
 	conf   string
@@ -79,9 +78,9 @@ type network struct {
 	addrB  string
 }
 
-func newNetwork(t *runner) *network {
+func newNetwork(t *lab.Runner) *network {
 	l := lab.New(t)
-	n := &network{lab: l, t: t, addrB: "10.0.42.3"}
+	n := &network{lab: l, addrB: "10.0.42.3"}
 	names := []string{"boot", "a", "b"}
 	var pubs [3]key.Public
 	for i, name := range names {
@@ -114,9 +113,12 @@ func (n *network) start(bin string) {
 // firstPing starts a network and measures the time to the first ping
 // reply from a to b over the overlay.
 func firstPing(bin string) (d time.Duration, err error) {
-	t := &runner{}
-	defer t.cleanup()
-	defer t.recover(&err)
+	var t lab.Runner
+	err = t.Do(func() { d, err = firstPingIn(&t, bin) })
+	return d, err
+}
+
+func firstPingIn(t *lab.Runner, bin string) (time.Duration, error) {
 	n := newNetwork(t)
 	start := time.Now()
 	n.start(bin)
@@ -137,9 +139,12 @@ func firstPing(bin string) (d time.Duration, err error) {
 
 // memory measures node a's RSS idle, then after an iperf3 run from a to b.
 func memory(bin string, load, settle time.Duration) (idle, after, gbps float64, err error) {
-	t := &runner{}
-	defer t.cleanup()
-	defer t.recover(&err)
+	var t lab.Runner
+	err = t.Do(func() { idle, after, gbps, err = memoryIn(&t, bin, load, settle) })
+	return
+}
+
+func memoryIn(t *lab.Runner, bin string, load, settle time.Duration) (idle, after, gbps float64, err error) {
 	n := newNetwork(t)
 	n.start(bin)
 	a, b := n.hosts[1], n.hosts[2]
@@ -188,39 +193,4 @@ func rssMB(pid int) float64 {
 		}
 	}
 	return -1
-}
-
-// runner stands in for *testing.T for the lab.
-type runner struct {
-	cleanups []func()
-	failed   bool
-}
-
-type failure struct{ msg string }
-
-func (r *runner) Helper()                 {}
-func (r *runner) Cleanup(f func())        { r.cleanups = append(r.cleanups, f) }
-func (r *runner) Failed() bool            { return r.failed }
-func (r *runner) Logf(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
-func (r *runner) TempDir() string {
-	d, _ := os.MkdirTemp("", "wh-bench-")
-	r.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-func (r *runner) Fatal(a ...any)            { r.Fatalf("%s", fmt.Sprint(a...)) }
-func (r *runner) Fatalf(f string, a ...any) { r.failed = true; panic(failure{fmt.Sprintf(f, a...)}) }
-func (r *runner) Skip(a ...any)             { r.Fatal(a...) }
-func (r *runner) recover(err *error) {
-	if x := recover(); x != nil {
-		f, ok := x.(failure)
-		if !ok {
-			panic(x)
-		}
-		*err = fmt.Errorf("%s", f.msg)
-	}
-}
-func (r *runner) cleanup() {
-	for i := len(r.cleanups) - 1; i >= 0; i-- {
-		r.cleanups[i]()
-	}
 }

@@ -27,33 +27,23 @@ func main() {
 	whBin := flag.String("wh", "bin/wh", "the wh binary to run")
 	hold := flag.Duration("hold", 0, "keep the network up this long (Ctrl-C ends it early)")
 	flag.Parse()
-	t := &runner{}
-	code := 0
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				if _, ok := r.(stop); !ok {
-					panic(r)
-				}
-				code = t.code
-			}
-			t.cleanup()
-		}()
-		demo(t, *whBin, *hold)
-	}()
-	os.Exit(code)
+	var r lab.Runner
+	if err := r.Do(func() { demo(&r, *whBin, *hold) }); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
 }
 
-func demo(t *runner, whBin string, hold time.Duration) {
+func demo(t *lab.Runner, whBin string, hold time.Duration) {
 	if err := lab.Check(); err != nil {
-		t.Fatalf("demo: %v", err)
+		t.Fatal(err)
 	}
 	whBin, err := filepath.Abs(whBin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(whBin); err != nil {
-		t.Fatalf("demo: %v (run `make demo`, which builds it)", err)
+		t.Fatalf("%v (run `make demo`, which builds it)", err)
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
@@ -102,14 +92,14 @@ trust bob %s
 		return err
 	})
 	if err != nil {
-		t.Fatalf("demo: alice cannot reach bob over the overlay: %v", err)
+		t.Fatalf("alice cannot reach bob over the overlay: %v", err)
 	}
 	out, _ := alice.Run(ctx, whBin, "show", ifaces["alice"])
 	say("alice: wh show %s\n%s", ifaces["alice"], indent(out))
 	out, err = alice.Run(ctx, "ping", "-c3", "-i0.2", "10.0.42.3")
 	say("alice: ping -c3 10.0.42.3 (bob, over WireGuard)\n%s", indent(out))
 	if err != nil {
-		t.Fatalf("demo: ping failed: %v", err)
+		t.Fatalf("ping failed: %v", err)
 	}
 	orch, _ := bob.Run(ctx, "sh", "-c", fmt.Sprintf("echo %s | %s orchid", pubs["bob"], whBin))
 	out, _ = alice.Run(ctx, "ping", "-c2", "-i0.2", strings.TrimSpace(orch))
@@ -134,7 +124,7 @@ trust bob %s
 
 // run runs a command in the root namespace (key generation only) with
 // stdin, writing stdout to outFile if set, and returns stdout.
-func run(t *runner, show, bin string, args []string, stdin, outFile string) string {
+func run(t *lab.Runner, show, bin string, args []string, stdin, outFile string) string {
 	if show != "" {
 		say("%s", show)
 	}
@@ -156,39 +146,4 @@ func say(format string, a ...any) { fmt.Printf("==> "+format+"\n", a...) }
 
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
-}
-
-// runner stands in for *testing.T so that the demo builds its internet
-// with the tests' lab.
-type runner struct {
-	cleanups []func()
-	failed   bool
-	code     int
-}
-
-type stop struct{}
-
-func (r *runner) Helper()                 {}
-func (r *runner) Cleanup(f func())        { r.cleanups = append(r.cleanups, f) }
-func (r *runner) Failed() bool            { return r.failed }
-func (r *runner) Logf(f string, a ...any) { fmt.Printf(f+"\n", a...) }
-func (r *runner) TempDir() string {
-	d, err := os.MkdirTemp("", "wh-demo-")
-	if err != nil {
-		r.Fatal(err)
-	}
-	r.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-func (r *runner) Fatal(a ...any) { r.Fatalf("%s", fmt.Sprint(a...)) }
-func (r *runner) Fatalf(f string, a ...any) {
-	fmt.Fprintf(os.Stderr, f+"\n", a...)
-	r.failed, r.code = true, 1
-	panic(stop{})
-}
-func (r *runner) Skip(a ...any) { fmt.Fprintln(os.Stderr, a...); r.code = 1; panic(stop{}) }
-func (r *runner) cleanup() {
-	for i := len(r.cleanups) - 1; i >= 0; i-- {
-		r.cleanups[i]()
-	}
 }
