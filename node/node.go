@@ -151,6 +151,7 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		}
 	}()
 	nd.bind = tunnel.NewBind(tunnel.BindOptions{
+		Self:      pub,
 		IsControl: wire.IsControl,
 		OnControl: nd.enqueue,
 		Logger:    log,

@@ -8,8 +8,10 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
@@ -37,6 +39,11 @@ const (
 // BindOptions configures a Bind. The zero value is a Bind that passes WireGuard and drops
 // everything else.
 type BindOptions struct {
+	// Self is this node's public key. When both sides of a tunnel hold a
+	// handshake initiation until they have a path, the side with the
+	// greater key lets the other's go first. Zero disables the wait.
+	Self key.Public
+
 	// IsControl reports whether a datagram that is not WireGuard is a control message.
 	// Nil means none is. It runs on the receive path for every such datagram.
 	IsControl func(pkt []byte) bool
@@ -56,7 +63,8 @@ type BindOptions struct {
 // are safe for concurrent use at any time.
 type Bind struct {
 	// Constant after NewBind.
-	inner     conn.Bind // a *conn.StdNetBind; safe for concurrent Send
+	inner     conn.Bind  // a *conn.StdNetBind; safe for concurrent Send
+	self      key.Public // breaks ties between held initiations; may be zero
 	isControl func([]byte) bool
 	onControl func([]byte, netip.AddrPort)
 	log       *slog.Logger
@@ -92,6 +100,7 @@ var _ conn.Bind = (*Bind)(nil)
 func NewBind(o BindOptions) *Bind {
 	b := &Bind{
 		inner:     conn.NewStdNetBind(),
+		self:      o.Self,
 		isControl: o.IsControl,
 		onControl: o.OnControl,
 		log:       o.Logger,
@@ -213,6 +222,9 @@ func (b *Bind) demux(recv conn.ReceiveFunc) conn.ReceiveFunc {
 				}
 				if lastPeer != nil {
 					eps[i] = lastPeer
+					if pkt[0] == 1 {
+						lastPeer.initiationIn.Store(time.Now().UnixNano())
+					}
 				}
 			case b.isControl != nil && b.isControl(pkt):
 				ctl++
@@ -285,6 +297,12 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	r := pe.route.Load()
 	switch {
 	case r == nil:
+		if hold(pe, bufs) {
+			// The initiation goes out when a path appears (SetPath):
+			// as far as the device knows, it has been sent.
+			b.stats.held.Add(1)
+			return nil
+		}
 		b.stats.dropNoPath.Add(uint64(len(bufs)))
 		return ErrNoPath
 	case r.direct != nil:
@@ -383,8 +401,60 @@ func (b *Bind) SetPath(peer key.Public, p Path) error {
 		return err
 	}
 	pe.route.Store(r)
+	if r == nil {
+		return nil
+	}
+	if held := pe.held.Swap(nil); held != nil {
+		b.sendHeld(pe, *held)
+	}
 	return nil
 }
+
+// heldDelay is how long the side with the greater key waits before it
+// sends a held initiation (see sendHeld).
+const heldDelay = 250 * time.Millisecond
+
+// sendHeld sends a handshake initiation held while pe had no path. When
+// both sides held one (each device's keepalive starts a handshake as soon
+// as the peer is configured), sending both at once makes them cross:
+// each side turns responder, its own initiation's response is then
+// invalid, and the handshake waits out WireGuard's 5 s retry. So the side
+// whose key is greater waits a moment, and drops its initiation if the
+// peer's arrives meanwhile.
+func (b *Bind) sendHeld(pe *peerEndpoint, pkt []byte) {
+	send := func() {
+		if err := b.Send([][]byte{pkt}, pe); err != nil {
+			b.log.Debug("tunnel: sending a held handshake", "peer", pe.key.Short(8), "err", err)
+		}
+	}
+	if b.self.IsZero() || bytes.Compare(b.self[:], pe.key[:]) < 0 {
+		send()
+		return
+	}
+	since := time.Now().UnixNano()
+	time.AfterFunc(heldDelay, func() {
+		if pe.initiationIn.Load() >= since || !b.open.Load() {
+			return
+		}
+		send()
+	})
+}
+
+// hold keeps the last handshake initiation of bufs for pe, and reports
+// whether there was one. Other packets are dropped: they need a session.
+func hold(pe *peerEndpoint, bufs [][]byte) bool {
+	for i := len(bufs) - 1; i >= 0; i-- {
+		if b := bufs[i]; len(b) == messageInitiationSize && b[0] == 1 && b[1] == 0 && b[2] == 0 && b[3] == 0 {
+			c := slices.Clone(b)
+			pe.held.Store(&c)
+			return true
+		}
+	}
+	return false
+}
+
+// messageInitiationSize is the size of WireGuard's handshake initiation.
+const messageInitiationSize = 148
 
 // Learn records that datagrams from addr come from peer, after the node authenticated a
 // control message from there: WireGuard packets from addr then carry the peer's endpoint.
@@ -520,6 +590,7 @@ type Stats struct {
 
 	DropUnknown       uint64 // received, neither WireGuard nor control
 	DropNoPath        uint64 // to a peer without a path
+	Held              uint64 // handshake initiations held until the peer had a path
 	DropInjectInvalid uint64 // injected: not WireGuard, or from an unknown peer
 	DropInjectClosed  uint64 // injected while the Bind was closed
 	DropInjectFull    uint64 // injected while the queue was full
@@ -530,7 +601,7 @@ type Stats struct {
 type counters struct {
 	controlIn, controlOut, wireGuardIn, wireGuardOut, injectedIn, relayedOut     atomic.Uint64
 	dropUnknown, dropNoPath, dropInjectInvalid, dropInjectClosed, dropInjectFull atomic.Uint64
-	sendErrors                                                                   atomic.Uint64
+	sendErrors, held                                                             atomic.Uint64
 }
 
 // Stats returns the Bind's counters.
@@ -545,6 +616,7 @@ func (b *Bind) Stats() Stats {
 		RelayedOut:        c.relayedOut.Load(),
 		DropUnknown:       c.dropUnknown.Load(),
 		DropNoPath:        c.dropNoPath.Load(),
+		Held:              c.held.Load(),
 		DropInjectInvalid: c.dropInjectInvalid.Load(),
 		DropInjectClosed:  c.dropInjectClosed.Load(),
 		DropInjectFull:    c.dropInjectFull.Load(),

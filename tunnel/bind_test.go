@@ -342,6 +342,7 @@ func TestBindPaths(t *testing.T) {
 		}
 	}
 
+	initiation := wgPacket(device.MessageInitiationType, device.MessageInitiationSize, 9)
 	t.Run("no_path", func(t *testing.T) {
 		if err := a.Send([][]byte{dataPacket(1)}, epB); !errors.Is(err, ErrNoPath) {
 			t.Fatalf("Send = %v, want ErrNoPath", err)
@@ -349,10 +350,20 @@ func TestBindPaths(t *testing.T) {
 		if got := a.Stats().DropNoPath; got != 1 {
 			t.Errorf("DropNoPath = %d, want 1", got)
 		}
+		// A handshake initiation is held until a path appears.
+		if err := a.Send([][]byte{dataPacket(2), initiation}, epB); err != nil {
+			t.Fatalf("Send of an initiation without a path = %v, want it held", err)
+		}
+		if got := a.Stats().Held; got != 1 {
+			t.Errorf("Held = %d, want 1", got)
+		}
 	})
 	t.Run("direct_from_unknown_address", func(t *testing.T) {
 		if err := a.SetPath(kb, Path{Direct: b.addr()}); err != nil {
 			t.Fatal(err)
+		}
+		if got := recvWithin(t, b.wg, "held initiation"); !bytes.Equal(got.pkt, initiation) {
+			t.Fatalf("first packet on the new path: %x, want the held initiation", got.pkt[:4])
 		}
 		send(t, 10)
 		expect(t, 10, nil)
@@ -431,11 +442,11 @@ func TestBindPaths(t *testing.T) {
 		}
 	})
 
-	want := Stats{WireGuardOut: 8, RelayedOut: 4, DropNoPath: 2}
+	want := Stats{WireGuardOut: 9, RelayedOut: 4, DropNoPath: 2, Held: 1}
 	if diff := cmp.Diff(want, a.Stats()); diff != "" {
 		t.Errorf("a stats (-want +got):\n%s", diff)
 	}
-	want = Stats{WireGuardIn: 8, InjectedIn: 4}
+	want = Stats{WireGuardIn: 9, InjectedIn: 4}
 	if diff := cmp.Diff(want, b.Stats()); diff != "" {
 		t.Errorf("b stats (-want +got):\n%s", diff)
 	}

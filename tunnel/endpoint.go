@@ -38,6 +38,14 @@ type peerEndpoint struct {
 	idBytes []byte         // id in DstToBytes form (mac2 cookies are bound to it)
 
 	route atomic.Pointer[route] // current path; nil means none
+
+	// held is the last handshake initiation sent while the peer had no
+	// path, sent when one appears. Without it the first packet to a peer
+	// whose path is still being found costs WireGuard's 5 s retry.
+	held atomic.Pointer[[]byte]
+	// initiationIn is when the last handshake initiation from the peer
+	// arrived (Unix nanoseconds).
+	initiationIn atomic.Int64
 }
 
 var _ conn.Endpoint = (*peerEndpoint)(nil)
