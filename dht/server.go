@@ -24,8 +24,8 @@ var _ Transport = (*wire.Conn)(nil)
 
 // Defaults of Config.
 const (
-	DefaultQueryTimeout      = time.Second
-	DefaultRetries           = 1
+	DefaultQueryTimeout      = 500 * time.Millisecond // WireHub's PING_BACKOFF
+	DefaultRetries           = 2
 	DefaultKeepaliveInterval = 25 * time.Second // WireHub's NAT_TIMEOUT
 	DefaultRefreshInterval   = 15 * time.Minute
 	// DefaultNATExpiry is how long a NAT contact stays without a

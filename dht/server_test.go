@@ -166,12 +166,16 @@ func TestServersBootstrapAndFind(t *testing.T) {
 		n := newTestNet(t, netsim.Options{Seed: 1, Latency: 20 * time.Millisecond, Jitter: 10 * time.Millisecond}, "test", 0)
 		boot := n.addPublic(Config{})
 		n.boot = []Contact{boot.Contact}
-		for range 200 {
+		size := 200
+		if raceEnabled {
+			size = 60
+		}
+		for range size {
 			n.addPublic(Config{})
 		}
 		start := time.Now()
 		n.bootstrapAll(ctx)
-		t.Logf("200 nodes bootstrapped through one boot node in %v of virtual time", time.Since(start))
+		t.Logf("%d nodes bootstrapped through one boot node in %v of virtual time", size, time.Since(start))
 
 		r := rand.New(rand.NewPCG(1, 2))
 		found, total, hops := 0, 0, []int{}
@@ -494,7 +498,7 @@ func TestServerHandle(t *testing.T) {
 			s.Handle(a.Key, a.Addr, wire.Ping{TxID: 1})
 			time.Sleep(time.Second)
 			s.Handle(b.Key, b.Addr, wire.Ping{TxID: 2})
-			time.Sleep(time.Second)
+			time.Sleep(DefaultCheckAfter)
 			s.Handle(c.Key, c.Addr, wire.Ping{TxID: 3}) // bucket full: check a
 			synctest.Wait()
 			var pinged []key.Public

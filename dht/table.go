@@ -24,6 +24,9 @@ const (
 	// MaxFails is how many consecutive failed queries remove an entry whose
 	// bucket has no replacement waiting.
 	MaxFails = 3
+	// DefaultCheckAfter is how long an entry must have been silent before a
+	// newcomer to its full bucket makes the table ask for a liveness check.
+	DefaultCheckAfter = time.Minute
 )
 
 // Reasons Table.Add turns a contact away.
@@ -61,6 +64,13 @@ type TableConfig struct {
 	// port); private addresses are exempt as for PerPrefix. Zero means
 	// DefaultPerAddr; negative means no cap.
 	PerAddr int
+	// CheckAfter is how long the least recently seen entry of a full bucket
+	// must have been silent for a newcomer to trigger a liveness check of
+	// it. Fresher entries are kept without a check; otherwise every ping
+	// could set off a chain of checks, each checked node admitting its
+	// checker and checking its own oldest entry in turn. Zero means
+	// DefaultCheckAfter; negative means always check.
+	CheckAfter time.Duration
 }
 
 func (c TableConfig) withDefaults() TableConfig {
@@ -81,6 +91,9 @@ func (c TableConfig) withDefaults() TableConfig {
 	}
 	if c.PerAddr == 0 {
 		c.PerAddr = DefaultPerAddr
+	}
+	if c.CheckAfter == 0 {
+		c.CheckAfter = DefaultCheckAfter
 	}
 	return c
 }
@@ -164,8 +177,8 @@ func (t *Table) Admissible(k key.Public) error {
 // bucket. A new contact enters its bucket if there is room; if the bucket
 // is full Add returns ErrBucketFull, keeps c in the replacement cache and
 // returns the bucket's least recently seen entry for the caller to ping,
-// or a zero Contact when a check of that bucket is already under way. Any
-// other error means c was rejected.
+// or a zero Contact when that entry was seen within CheckAfter or a check
+// of it is already under way. Any other error means c was rejected.
 func (t *Table) Add(c Contact, now time.Time) (check Contact, err error) {
 	if err := t.Admissible(c.Key); err != nil {
 		return Contact{}, err
@@ -214,7 +227,7 @@ func (t *Table) Add(c Contact, now time.Time) (check Contact, err error) {
 		b.replacements = append(b.replacements, e)
 	}
 	oldest := &b.entries[0]
-	if oldest.checking {
+	if oldest.checking || (t.cfg.CheckAfter > 0 && oldest.seen > now.Add(-t.cfg.CheckAfter).UnixNano()) {
 		return Contact{}, ErrBucketFull
 	}
 	oldest.checking = true

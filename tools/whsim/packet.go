@@ -54,6 +54,13 @@ func packetSim(t *testing.T, o options) (*report, error) {
 	nodes := make([]*simNode, o.nodes)
 	hosts := make([]*netsim.Host, o.nodes)
 	done := make(chan struct{}, o.nodes)
+	// Cleanups run last-in first-out: every node closes before this waits
+	// for their Serve goroutines.
+	t.Cleanup(func() {
+		for range nodes {
+			<-done
+		}
+	})
 	for i := range nodes {
 		priv, err := key.NewPrivate()
 		if err != nil {
@@ -85,11 +92,6 @@ func packetSim(t *testing.T, o options) (*report, error) {
 		})
 		nodes[i] = n
 	}
-	t.Cleanup(func() {
-		for range nodes {
-			<-done
-		}
-	})
 	if err := build(ctx, o, nodes, r); err != nil {
 		return nil, err
 	}
