@@ -153,7 +153,9 @@ func TestDevicesOverNetstack(t *testing.T) {
 	if handshakeA.IsZero() && handshakeB.IsZero() {
 		t.Fatal("no handshake recorded")
 	}
-	direct := func(n *stackNode) uint64 { s := n.bind.Stats(); return s.WireGuardIn + s.WireGuardOut }
+	// Sends only: a packet sent directly just before the switch may still
+	// arrive after it.
+	direct := func(n *stackNode) uint64 { return n.bind.Stats().WireGuardOut }
 	relayed := func(n *stackNode) uint64 { s := n.bind.Stats(); return s.InjectedIn + s.RelayedOut }
 
 	t.Run("switch_to_relay", func(t *testing.T) {
