@@ -77,7 +77,7 @@ func main() {
 	flag.IntVar(&b.seconds, "t", 10, "iperf3 seconds per run")
 	flag.IntVar(&b.streams, "P", 1, "iperf3 parallel streams")
 	flag.IntVar(&b.mtu, "mtu", 1280, "TUN MTU of both tunnels")
-	flag.IntVar(&b.runs, "runs", 3, "throughput runs of each kind, alternating (b) and (c)")
+	flag.IntVar(&b.runs, "runs", 5, "throughput runs of each kind, alternating (b) and (c)")
 	flag.DurationVar(&b.idleWait, "idle", 60*time.Second, "wait after the load before the last RSS reading")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -126,13 +126,15 @@ func (b *bench) run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("(a) raw link: %w", err)
 		}
-		s, cs, err := b.throughput(ctx, a, z, b.startStd)
-		if err != nil {
-			return fmt.Errorf("(b) wireguard-go: %w", err)
-		}
-		w, cw, err := b.throughput(ctx, a, z, b.startWH)
-		if err != nil {
-			return fmt.Errorf("(c) wh: %w", err)
+		var s, cs, w, cw float64
+		for j := range 2 { // (b) first in odd runs, (c) first in even ones: no order bias
+			if (i+j)%2 == 0 {
+				if s, cs, err = b.throughput(ctx, a, z, b.startStd); err != nil {
+					return fmt.Errorf("(b) wireguard-go: %w", err)
+				}
+			} else if w, cw, err = b.throughput(ctx, a, z, b.startWH); err != nil {
+				return fmt.Errorf("(c) wh: %w", err)
+			}
 		}
 		fmt.Printf("run %d: (a) %6.2f  (b) %5.2f Gbit/s %5.3f CPU s/Gbit  (c) %5.2f Gbit/s %5.3f CPU s/Gbit\n", i+1, r, s, cs, w, cw)
 		raw, std, wh = append(raw, r), append(std, s), append(wh, w)
