@@ -174,6 +174,9 @@ func (s *Server) Close() error {
 // does not block: replies are sent through the Transport, which must not
 // block either.
 func (s *Server) Handle(from key.Public, src netip.AddrPort, m wire.Message) bool {
+	if s.ctx.Err() != nil { // closed
+		return isDHT(m)
+	}
 	switch m := m.(type) {
 	case wire.Ping:
 		s.handlePing(from, src, m)
@@ -189,6 +192,14 @@ func (s *Server) Handle(from key.Public, src netip.AddrPort, m wire.Message) boo
 		return false
 	}
 	return true
+}
+
+func isDHT(m wire.Message) bool {
+	switch m.(type) {
+	case wire.Ping, wire.Pong, wire.FindNode, wire.Nodes:
+		return true
+	}
+	return false
 }
 
 // handlePing answers with the address the ping came from and admits the

@@ -196,6 +196,9 @@ func TestServersBootstrapAndFind(t *testing.T) {
 			}
 		}
 		t.Logf("found %d/%d, median hops %d", found, total, median(hops))
+		for _, node := range n.nodes {
+			checkTable(t, node.srv.Table())
+		}
 		if boot.srv.Table().Len() < DefaultK {
 			t.Errorf("boot node knows %d nodes, want at least K", boot.srv.Table().Len())
 		}
@@ -251,6 +254,7 @@ func TestNATedNodesAreFound(t *testing.T) {
 		}
 		// NATed nodes never serve as hops: no table holds one as direct.
 		for _, node := range n.nodes {
+			checkTable(t, node.srv.Table())
 			for _, c := range node.srv.Table().Contacts() {
 				if !c.NAT && slices.ContainsFunc(nated, func(x *testNode) bool { return x.Key == c.Key }) {
 					t.Errorf("%v holds NATed %v as a direct contact", node.Contact, c)
@@ -327,7 +331,7 @@ func (n *testNet) startLax(host *netsim.Host, priv key.Private) *testNode {
 	workbit := n.workbit
 	n.workbit = 0
 	defer func() { n.workbit = workbit }()
-	return n.start(host, priv, Config{Table: TableConfig{Workbit: -1}})
+	return n.start(host, priv, Config{})
 }
 
 func TestReplayedFindNodeAnsweredOnce(t *testing.T) {
