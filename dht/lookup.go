@@ -26,6 +26,12 @@ type LookupConfig struct {
 	// Timeout bounds each query. Zero means only ctx bounds it (the
 	// QueryFunc may have its own timeout).
 	Timeout time.Duration
+	// StopWhenFound ends the lookup as soon as the target is found (it
+	// answered, or a direct node vouched for it as NAT), rather than when
+	// the K nearest have answered: the quick way to reach one peer. Closest
+	// then holds only the nodes that answered so far, and Vias may be
+	// fewer than a full lookup finds.
+	StopWhenFound bool
 	// Admit, if set, filters the contacts that replies bring: a contact it
 	// rejects (too few workbits, say) is neither queried nor returned.
 	Admit func(Contact) bool
@@ -141,7 +147,7 @@ func Lookup(ctx context.Context, target key.Public, seeds []Contact, cfg LookupC
 				replies <- reply{c, contacts, err}
 			}()
 		}
-		if inflight == 0 || l.done() {
+		if inflight == 0 || l.done() || (cfg.StopWhenFound && l.found()) {
 			break
 		}
 		var r reply
@@ -156,11 +162,16 @@ func Lookup(ctx context.Context, target key.Public, seeds []Contact, cfg LookupC
 		inflight--
 		l.handle(r)
 	}
-	// Stragglers outside the K nearest, or a cancelled lookup: stop them
-	// and wait, so that no goroutine outlives the lookup.
+	// Stragglers outside the K nearest, or a lookup cut short: stop them
+	// and wait, so that no goroutine outlives the lookup. A query that
+	// fails now was cancelled, and is no failure of its node.
 	cancel()
 	for ; inflight > 0; inflight-- {
-		l.handle(<-replies)
+		if r := <-replies; r.err == nil {
+			l.handle(r)
+		} else {
+			r.c.state = failed
+		}
 	}
 	l.finish()
 	return l.res
@@ -220,6 +231,14 @@ func (l *lookup) learn(c Contact, depth int, from Contact) {
 	l.sorted = append(l.sorted, nil)
 	copy(l.sorted[i+1:], l.sorted[i:])
 	l.sorted[i] = cand
+}
+
+// found reports whether the target answered or a via vouched for it.
+func (l *lookup) found() bool {
+	if c := l.byKey[l.target]; c != nil && c.state == answered {
+		return true
+	}
+	return len(l.vias) > 0 || l.res.Found
 }
 
 // next returns the nearest unqueried candidate among the K nearest that

@@ -214,6 +214,27 @@ func TestLookupOverFakeNetwork(t *testing.T) {
 		}
 	})
 
+	t.Run("stop_when_found", func(t *testing.T) {
+		var full, quick []int
+		for range 200 {
+			from, target := f.list[r.IntN(len(f.list))], f.list[r.IntN(len(f.list))]
+			if from == target {
+				continue
+			}
+			seeds := from.table.ClosestDirect(target.Key, DefaultK)
+			cfg := LookupConfig{Self: from.Key}
+			res := Lookup(context.Background(), target.Key, seeds, cfg, f.query)
+			cfg.StopWhenFound = true
+			fast := Lookup(context.Background(), target.Key, seeds, cfg, f.query)
+			if !fast.Found || fast.Contact != target.Contact || fast.Failures != 0 {
+				t.Fatalf("quick lookup of %v: found=%v contact=%v failures=%d", target, fast.Found, fast.Contact, fast.Failures)
+			}
+			full, quick = append(full, res.Queries), append(quick, fast.Queries)
+		}
+		if median(quick) >= median(full) {
+			t.Errorf("median queries: %d stopping when found, %d to the K nearest; want fewer", median(quick), median(full))
+		}
+	})
 	t.Run("ten_percent_dead", func(t *testing.T) {
 		for _, n := range f.list {
 			n.dead = r.Float64() < 0.1

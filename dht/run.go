@@ -17,6 +17,18 @@ import (
 // the table (or the boot contacts if the table is empty) and marks
 // target's bucket as refreshed.
 func (s *Server) Lookup(ctx context.Context, target key.Public) Result {
+	return s.lookup(ctx, target, false)
+}
+
+// Find looks target up like Lookup but stops as soon as target is found:
+// it answered a query, or a node that keeps it behind its NAT returned it
+// (then Result.Vias holds that node, and maybe a few more). It is the
+// quick way to reach a peer; Lookup collects every via.
+func (s *Server) Find(ctx context.Context, target key.Public) Result {
+	return s.lookup(ctx, target, true)
+}
+
+func (s *Server) lookup(ctx context.Context, target key.Public, stopWhenFound bool) Result {
 	k := s.cfg.Table.K
 	seeds := s.table.ClosestDirect(target, k)
 	if c, ok := s.table.Get(target); ok && c.NAT {
@@ -25,7 +37,7 @@ func (s *Server) Lookup(ctx context.Context, target key.Public) Result {
 	if len(seeds) == 0 {
 		seeds = s.cfg.Boot
 	}
-	cfg := LookupConfig{Self: s.self, K: k, Alpha: s.cfg.Alpha}
+	cfg := LookupConfig{Self: s.self, K: k, Alpha: s.cfg.Alpha, StopWhenFound: stopWhenFound}
 	if s.cfg.Table.Workbit > 0 {
 		cfg.Admit = func(c Contact) bool { return s.table.Admissible(c.Key) == nil }
 	}

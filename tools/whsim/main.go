@@ -30,6 +30,9 @@
 //     refreshes its buckets once with Server.Refresh: the real protocol,
 //     slower.
 //
+// -find measures Server.Find, which stops as soon as the target answers,
+// instead of Server.Lookup, which goes on until the K nearest nodes have.
+//
 // -dead kills a fraction of the nodes after the tables are built, telling
 // nobody.
 package main
@@ -51,6 +54,7 @@ type options struct {
 	loss, dead     float64
 	seed           uint64
 	packet         bool
+	find           bool
 	build          string
 	parallel       int
 	latency        time.Duration
@@ -66,6 +70,7 @@ type report struct {
 	Lookups     int     `json:"lookups"`
 	Build       string  `json:"build"`
 	Packet      bool    `json:"packet"`
+	Find        bool    `json:"find"`
 	Dead        float64 `json:"dead"`
 	Loss        float64 `json:"loss"`
 	Seed        uint64  `json:"seed"`
@@ -104,6 +109,7 @@ func main() {
 	flag.Float64Var(&o.dead, "dead", 0, "fraction of nodes killed after the tables are built")
 	flag.Uint64Var(&o.seed, "seed", 1, "random seed (keys, topology, choices)")
 	flag.BoolVar(&o.packet, "packet", false, "speak the wire protocol over netsim, in virtual time")
+	flag.BoolVar(&o.find, "find", false, "measure Server.Find (stop once the target answers) instead of Server.Lookup")
 	flag.StringVar(&o.build, "build", "", "how tables are built: fill or join (default fill, join with -packet)")
 	flag.IntVar(&o.parallel, "parallel", 0, "lookups run at once (default: GOMAXPROCS; 16 with -packet)")
 	flag.DurationVar(&o.latency, "latency", 20*time.Millisecond, "one-way core latency with -packet")
@@ -219,8 +225,12 @@ func (r *report) print(w io.Writer, asJSON bool) {
 	if r.Packet {
 		mode = "wire protocol over netsim"
 	}
-	fmt.Fprintf(w, "nodes %d, %s, tables by %s, dead %.1f%%, loss %.1f%%, seed %d\n",
-		r.Nodes, mode, r.Build, 100*r.Dead, 100*r.Loss, r.Seed)
+	op := "Lookup (until the K nearest answered)"
+	if r.Find {
+		op = "Find (until the target answered)"
+	}
+	fmt.Fprintf(w, "nodes %d, %s, tables by %s, dead %.1f%%, loss %.1f%%, seed %d, %s\n",
+		r.Nodes, mode, r.Build, 100*r.Dead, 100*r.Loss, r.Seed, op)
 	clock := "s"
 	if r.Packet {
 		clock = "s virtual"

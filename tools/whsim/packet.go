@@ -47,7 +47,7 @@ func packetSim(t *testing.T, o options) (*report, error) {
 	const namespace = "whsim"
 	r := rand.New(rand.NewPCG(o.seed, 0x9ac7))
 	ctx := t.Context()
-	rep := &report{Nodes: o.nodes, Build: o.build, Packet: true, Dead: o.dead, Loss: o.loss, Seed: o.seed}
+	rep := &report{Nodes: o.nodes, Build: o.build, Packet: true, Dead: o.dead, Loss: o.loss, Seed: o.seed, Find: o.find}
 	wallStart := time.Now()
 	inet := netsim.New(netsim.Options{Seed: int64(o.seed), Latency: o.latency, Jitter: o.jitter, Loss: o.loss})
 

@@ -77,7 +77,7 @@ func (t *memTransport) Send(to key.Public, addr netip.AddrPort, m wire.Message) 
 func runMemory(o options) (*report, error) {
 	r := rand.New(rand.NewPCG(o.seed, 0x5eed))
 	ctx := context.Background()
-	rep := &report{Nodes: o.nodes, Build: o.build, Dead: o.dead, Loss: o.loss, Seed: o.seed}
+	rep := &report{Nodes: o.nodes, Build: o.build, Dead: o.dead, Loss: o.loss, Seed: o.seed, Find: o.find}
 	start := time.Now()
 
 	net := &memNet{loss: o.loss}
@@ -256,7 +256,11 @@ func measure(ctx context.Context, nodes []*simNode, o options, r *rand.Rand) []s
 	parallel(len(pairs), o.parallel, func(i int, _ *rand.Rand) {
 		p := pairs[i]
 		start := time.Now()
-		res := p.from.srv.Lookup(ctx, p.to.Key)
+		lookup := p.from.srv.Lookup
+		if o.find {
+			lookup = p.from.srv.Find
+		}
+		res := lookup(ctx, p.to.Key)
 		samples[i] = sample{
 			found:          res.Found && res.Contact.Key == p.to.Key,
 			hops:           res.Hops,
