@@ -352,7 +352,8 @@ func name(n config.Node) string {
 }
 
 // Run joins the network and keeps paths to the trusted peers until ctx is
-// done, Close is called, or a client asks the node to go down.
+// done, Close is called, or a client asks the node to go down. Each of
+// those is an orderly stop: Run returns nil.
 func (nd *Node) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -375,10 +376,7 @@ func (nd *Node) Run(ctx context.Context) error {
 		nd.maintain(ctx)
 		select {
 		case <-ctx.Done():
-			if nd.ctx.Err() != nil || isClosed(nd.downReq) {
-				return nil
-			}
-			return ctx.Err()
+			return nil
 		case <-bootstrapped:
 			// The DHT can find peers now: look for every peer at once
 			// instead of waiting out its backoff.
@@ -386,15 +384,6 @@ func (nd *Node) Run(ctx context.Context) error {
 			nd.retryAll()
 		case <-t.C:
 		}
-	}
-}
-
-func isClosed(c chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
 	}
 }
 

@@ -17,13 +17,13 @@
 // right after the iperf3 run, and -idle later (targets for wh: ≤ 20 MB idle, ≤ 40 MB 60 s
 // after load).
 //
-// (c) is started by startWH. When the wh daemon exists, replace that one function with
-// one that writes a network config for the two nodes and runs `wh up` in each namespace;
-// nothing else changes.
+// (b) is wgpeer -mode std, a tiny harness around stock wireguard-go; (c) is the real wh
+// daemon, `wh up` in each namespace with a config of the two nodes (startWH).
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -68,7 +68,9 @@ type bench struct {
 	runs     int
 	mtu      int
 	idleWait time.Duration
-	wgpeer   string // built binary
+	wgpeer   string // built binary of (b)
+	wh       string // built binary of (c)
+	dir      string // scratch files
 	suffix   string
 }
 
@@ -103,9 +105,14 @@ func (b *bench) run(ctx context.Context) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	b.dir = dir
 	b.wgpeer = filepath.Join(dir, "wgpeer")
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", b.wgpeer, "github.com/whnet/wh/bench/tunnel/wgpeer").CombinedOutput(); err != nil {
 		return fmt.Errorf("build wgpeer: %v\n%s", err, out)
+	}
+	b.wh = filepath.Join(dir, "wh")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", b.wh, "github.com/whnet/wh/cmd/wh").CombinedOutput(); err != nil {
+		return fmt.Errorf("build wh: %v\n%s", err, out)
 	}
 	sfx := make([]byte, 3)
 	rand.Read(sfx)
@@ -356,10 +363,49 @@ func (b *bench) startStd(ctx context.Context, s side) (*exec.Cmd, error) {
 	return b.startWGPeer(ctx, "std", s)
 }
 
-// startWH starts wh: (c). Today that is wgpeer on package tunnel; replace this function
-// with one that runs `wh up` in s.NS once the daemon exists.
+// startWH starts wh: (c), the real daemon: `wh up` in s.NS with a config in
+// which both ends trust each other at their underlay addresses (no boot
+// node), in the foreground so that its pid is the daemon's.
 func (b *bench) startWH(ctx context.Context, s side) (*exec.Cmd, error) {
-	return b.startWGPeer(ctx, "wh", s)
+	dir := filepath.Join(b.dir, s.Iface)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	self, peer := s.Private.Public(), s.Peer
+	// Both ends write the same file: the lower key first, as in any shared config.
+	ends := []string{
+		fmt.Sprintf("trust %s %s %s:%d", s.Overlay, self, s.Underlay, s.Port),
+		fmt.Sprintf("trust %s %s %s", s.PeerIP, peer, s.PeerAddr),
+	}
+	if bytes.Compare(self[:], peer[:]) > 0 {
+		ends[0], ends[1] = ends[1], ends[0]
+	}
+	conf := filepath.Join(dir, "net.conf")
+	if err := os.WriteFile(conf, []byte("name bench\nworkbit 0\nsubnet 10.242.0.0/24\n"+strings.Join(ends, "\n")+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	keyf := filepath.Join(dir, "node.sk")
+	if err := os.WriteFile(keyf, []byte(s.Private.String()), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", s.NS, b.wh, "up", conf, "private-key", keyf,
+		"interface", s.Iface, "listen-port", strconv.Itoa(int(s.Port)), "mode", "direct", "dns", "off",
+		"--foreground", "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if exec.CommandContext(ctx, "ip", "netns", "exec", s.NS, b.wh, "show", s.Iface).Run() == nil {
+			return cmd, nil
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return nil, fmt.Errorf("wh in %s: not up within 10s", s.NS)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (b *bench) startWGPeer(ctx context.Context, mode string, s side) (*exec.Cmd, error) {
