@@ -84,6 +84,8 @@ func (nd *Node) handle(ctx context.Context, req ipc.Request) (any, error) {
 			r.Via = nd.displayName(res.Vias[0].Key)
 		}
 		return r, nil
+	case "stats":
+		return nd.Counters(), nil
 	case "netcheck":
 		return nd.Netcheck(), nil
 	case "resolve":

@@ -96,6 +96,17 @@ func (nd *Node) isPeer(k key.Public) bool {
 	return ok
 }
 
+// members reports whether src and dst are both trusted in this node's
+// config: members of its network relay for each other without limits.
+func (nd *Node) members(src, dst key.Public) bool {
+	nd.mu.Lock()
+	n := nd.net
+	nd.mu.Unlock()
+	s, ok1 := n.Node(src)
+	d, ok2 := n.Node(dst)
+	return ok1 && ok2 && s.Trusted() && d.Trusted()
+}
+
 // locate is where the node last heard from k in its DHT table: a verified
 // address (k answered, or keeps us alive), never one a stranger chose.
 func (nd *Node) locate(k key.Public) (netip.AddrPort, bool) {
@@ -120,9 +131,10 @@ func (nd *Node) keepalive() time.Duration {
 // workbits, within limits) and a client of relays for its own peers.
 func (nd *Node) startRelay() error {
 	srv, err := relay.NewServer(relay.ServerConfig{
-		Send:   nd.Send,
-		Locate: nd.locate,
-		Logger: nd.log.With("sub", "relay"),
+		Send:    nd.Send,
+		Locate:  nd.locate,
+		Members: nd.members,
+		Logger:  nd.log.With("sub", "relay"),
 	})
 	if err != nil {
 		return err

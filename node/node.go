@@ -6,8 +6,8 @@
 // Data flows one way through it:
 //
 //	UDP port ── tunnel.Bind ─┬─ WireGuard messages → wireguard-go → TUN
-//	                         └─ control messages → rx queue → wire.Codec.Open
-//	                                                  → observe (paths) → dht
+//	                         └─ control messages → wire.Codec.Open → observe (paths)
+//	                                  → puncher, relay server, relay client, dht
 //	dht / path probes → wire.Codec.Seal → tunnel.Bind.SendControl → UDP port
 //
 // The node decides each trusted peer's path (tunnel.Bind.SetPath); the
@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -44,12 +45,11 @@ import (
 // retryMin and retryMax while it has none; a path whose last handshake is
 // older than pathStale is probed again.
 const (
-	tickEvery   = time.Second
-	retryMin    = time.Second
-	retryMax    = 30 * time.Second
-	pathStale   = 3 * time.Minute // WireGuard's RejectAfterTime
-	probeWait   = 2 * time.Second
-	rxQueueSize = 1024
+	tickEvery = time.Second
+	retryMin  = time.Second
+	retryMax  = 30 * time.Second
+	pathStale = 3 * time.Minute // WireGuard's RejectAfterTime
+	probeWait = 2 * time.Second
 )
 
 // Node is one running network.
@@ -76,9 +76,9 @@ type Node struct {
 	dnsServer  *resolver.Server     // nil without DNS
 	dnsInteg   *resolver.Integrator // nil when not hooked into the system
 
-	rx   chan rxPacket
-	port uint16
-	boot []dht.Contact // the boot nodes, resolved at start
+	ready atomic.Bool // set when New is done: control messages are handled
+	port  uint16
+	boot  []dht.Contact // the boot nodes, resolved at start
 	// subnet is the overlay's, whose addresses are never underlay
 	// candidates. It cannot change on reload (the node's own address
 	// would).
@@ -95,11 +95,6 @@ type Node struct {
 	downReq  chan struct{} // closed when a client asks the node to go down
 	downOnce sync.Once
 	closed   sync.Once
-}
-
-type rxPacket struct {
-	pkt []byte
-	src netip.AddrPort
 }
 
 // peer is the node's view of one trusted peer. Guarded by Node.mu.
@@ -136,7 +131,6 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		priv:    priv,
 		pub:     pub,
 		codec:   wire.NewCodec(priv, n.Namespace, n.Workbit),
-		rx:      make(chan rxPacket, rxQueueSize),
 		net:     n,
 		subnet:  n.Subnet,
 		peers:   make(map[key.Public]*peer),
@@ -153,7 +147,7 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 	nd.bind = tunnel.NewBind(tunnel.BindOptions{
 		Self:      pub,
 		IsControl: wire.IsControl,
-		OnControl: nd.enqueue,
+		OnControl: nd.handleControl,
 		Logger:    log,
 	})
 	nd.boot = resolveBoot(ctx, n, pub, opt.Resolver, log)
@@ -216,7 +210,7 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		}
 		nd.ctl = srv
 	}
-	nd.wg.Go(nd.controlLoop)
+	nd.ready.Store(true)
 	ok = true
 	log.Info("wh listening", "key", pub.String(), "port", nd.port, "interface", opt.Interface,
 		"mode", opt.Mode.String(), "headless", nd.dev == nil)
@@ -265,46 +259,45 @@ func (nd *Node) drain(fn conn.ReceiveFunc) {
 	}
 }
 
-// enqueue is the Bind's control-message callback. It runs on a receive
-// goroutine, so it only queues (dropping when full, as a socket would).
-func (nd *Node) enqueue(pkt []byte, src netip.AddrPort) {
-	select {
-	case nd.rx <- rxPacket{pkt, src}:
-	default:
+// handleControl is the Bind's control-message callback: it opens the
+// envelope and hands the message on, on the receive goroutine it was
+// called on. Relayed WireGuard packets come this way, so a queue between
+// the socket and here would reorder or drop them under load; every
+// handler is short and never blocks.
+func (nd *Node) handleControl(pkt []byte, src netip.AddrPort) {
+	if !nd.ready.Load() {
+		return // New has not finished: a peer was quick
 	}
+	from, m, err := nd.codec.Open(pkt)
+	if err != nil {
+		return // counted by the codec
+	}
+	nd.observe(from, src)
+	if pong, ok := m.(wire.Pong); ok {
+		nd.det.Observe(from, src, pong.Observed)
+	}
+	// The puncher sees every message (a peer's new port shows up in any
+	// of them) and consumes its own.
+	_ = nd.punch.Handle(from, src, m) ||
+		nd.relayServer.Handle(from, src, m) ||
+		nd.relayClient.Handle(from, src, m) ||
+		nd.dht.Handle(from, src, m)
 }
 
-func (nd *Node) controlLoop() {
-	for {
-		select {
-		case <-nd.ctx.Done():
-			return
-		case p := <-nd.rx:
-			from, m, err := nd.codec.Open(p.pkt)
-			if err != nil {
-				continue // counted by the codec
-			}
-			nd.observe(from, p.src)
-			if pong, ok := m.(wire.Pong); ok {
-				nd.det.Observe(from, p.src, pong.Observed)
-			}
-			// The puncher sees every message (a peer's new port shows
-			// up in any of them) and consumes its own.
-			_ = nd.punch.Handle(from, p.src, m) ||
-				nd.relayServer.Handle(from, p.src, m) ||
-				nd.relayClient.Handle(from, p.src, m) ||
-				nd.dht.Handle(from, p.src, m)
-		}
-	}
-}
+// sendBufs holds buffers for sealed control messages, big enough for a
+// relay frame, so that relaying allocates nothing per packet.
+var sendBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1500); return &b }}
 
 // Send implements dht.Transport: seal m for to and send it from the
 // node's port.
 func (nd *Node) Send(to key.Public, addr netip.AddrPort, m wire.Message) error {
-	pkt, err := nd.codec.Seal(make([]byte, 0, 256), to, m)
+	bp := sendBufs.Get().(*[]byte)
+	defer sendBufs.Put(bp)
+	pkt, err := nd.codec.Seal((*bp)[:0], to, m)
 	if err != nil {
 		return err
 	}
+	*bp = pkt[:0]
 	return nd.bind.SendControl(pkt, addr)
 }
 
@@ -514,6 +507,13 @@ func (nd *Node) connect(ctx context.Context, k key.Public) {
 		}
 	}
 	if !found.IsValid() && len(r.Vias) > 0 {
+		// Relay at once, so that packets flow while the punch runs;
+		// a direct path replaces the relay without WireGuard noticing.
+		nd.mu.Lock()
+		if !p.direct.IsValid() {
+			nd.relayLocked(p, r.Vias)
+		}
+		nd.mu.Unlock()
 		pctx, cancel := context.WithTimeout(ctx, 2*probeWait)
 		a, err := nd.punch.Punch(pctx, k, r.Vias[0], uniq(cands))
 		cancel()

@@ -295,3 +295,31 @@ func newPrivate(t testing.TB) key.Private {
 	}
 	return k
 }
+
+// TestServerMembersSkipLimits: packets between two members of the relay's
+// own network are not rate limited; a stranger's still are.
+func TestServerMembersSkipLimits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		members := map[key.Public]bool{keyA: true, keyB: true}
+		srv := newTestServer(t, ServerConfig{
+			Send:    rec.Send,
+			Locate:  locateIn(map[key.Public]netip.AddrPort{keyB: addrB}),
+			Members: func(src, dst key.Public) bool { return members[src] && members[dst] },
+		})
+		pkt := wgData(1312, 0)
+		const flood = 5000
+		for range flood {
+			srv.Handle(keyA, srcAddr, wire.Relay{Dst: keyB, Payload: pkt})
+			srv.Handle(keyC, srcAddr, wire.Relay{Dst: keyB, Payload: pkt})
+		}
+		st := srv.Stats()
+		burst := int(DefaultSourceBytes * DefaultBurst.Seconds() / float64(frameLen(len(pkt))))
+		if got, want := st.Forwarded, uint64(flood+burst); got != want {
+			t.Errorf("Forwarded = %d, want the member's %d and the stranger's burst %d", got, flood, burst)
+		}
+		if got, want := st.DropSourceRate, uint64(flood-burst); got != want {
+			t.Errorf("DropSourceRate = %d, want %d (the stranger only)", got, want)
+		}
+	})
+}

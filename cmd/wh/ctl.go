@@ -104,7 +104,7 @@ cannot change on reload.`,
 func newShowCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "show [IFACE|all|interfaces] [light|all]",
+		Use:   "show [IFACE|all|interfaces] [light|all|stats]",
 		Short: "Show running networks and their peers",
 		Long: `Show running networks: the interface, network and node, and each peer with
 its state and path:
@@ -113,7 +113,8 @@ its state and path:
   ◒  connecting (found, no handshake yet)
   ◌  an alias not yet claimed
      offline
-light (the default) lists trusted peers; all adds every DHT contact.
+light (the default) lists trusted peers; all adds every DHT contact;
+stats prints the packet counters (port, control protocol, relaying).
 interfaces lists the running interfaces.
 
 --json prints the state of one interface as an object; with several
@@ -133,8 +134,12 @@ interfaces running and none named, an array of them.`,
 			if len(args) > 1 {
 				detail = args[1]
 			}
-			if detail != "light" && detail != "all" {
-				return usagef("show: %q: want light or all", detail)
+			switch detail {
+			case "light", "all":
+			case "stats":
+				return showStats(cmd, target)
+			default:
+				return usagef("show: %q: want light, all or stats", detail)
 			}
 			ifs, err := runningInterfaces()
 			if err != nil {
@@ -189,6 +194,22 @@ interfaces running and none named, an array of them.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	return cmd
+}
+
+// showStats prints the packet counters of one interface as JSON.
+func showStats(cmd *cobra.Command, iface string) error {
+	if iface == "all" || iface == "interfaces" {
+		return usagef("show: stats needs an interface")
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+	defer cancel()
+	var c node.Counters
+	if err := call(ctx, iface, "stats", nil, &c); err != nil {
+		return err
+	}
+	e := json.NewEncoder(cmd.OutOrStdout())
+	e.SetIndent("", "  ")
+	return e.Encode(c)
 }
 
 // colorMode follows WireHub: WH_COLOR_MODE=always|never, else colour on a terminal.
