@@ -39,9 +39,9 @@ func TestSmallNetworks(t *testing.T) {
 		o    options
 		min  float64 // success rate
 	}{
-		{"fill", options{nodes: 2000, lookups: 200, build: "fill"}, 1},
-		{"join", options{nodes: 300, lookups: 200, build: "join"}, 1},
-		{"dead_and_loss", options{nodes: 2000, lookups: 200, build: "fill", dead: 0.1, loss: 0.01}, 0.99},
+		{"fill", options{nodes: 1000, lookups: 200, build: "fill"}, 1},
+		{"join", options{nodes: 200, lookups: 200, build: "join"}, 1},
+		{"dead_and_loss", options{nodes: 1000, lookups: 200, build: "fill", dead: 0.1, loss: 0.01}, 0.99},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
