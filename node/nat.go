@@ -140,7 +140,8 @@ func (nd *Node) startRelay() error {
 		return err
 	}
 	cl, err := relay.NewClient(relay.ClientConfig{
-		Send: nd.Send,
+		Send:      nd.Send,
+		SendBatch: nd.SendBatch,
 		Ping: func(ctx context.Context, k key.Public, addr netip.AddrPort) (time.Duration, error) {
 			start := time.Now()
 			_, err := nd.dht.Ping(ctx, dht.Contact{Key: k, Addr: addr})

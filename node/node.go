@@ -145,10 +145,10 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		}
 	}()
 	nd.bind = tunnel.NewBind(tunnel.BindOptions{
-		Self:      pub,
-		IsControl: wire.IsControl,
-		OnControl: nd.handleControl,
-		Logger:    log,
+		Self:           pub,
+		IsControl:      wire.IsControl,
+		OnControlBatch: nd.handleControl,
+		Logger:         log,
 	})
 	nd.boot = resolveBoot(ctx, n, pub, opt.Resolver, log)
 	d, err := dht.NewServer(dht.Config{
@@ -259,29 +259,96 @@ func (nd *Node) drain(fn conn.ReceiveFunc) {
 	}
 }
 
-// handleControl is the Bind's control-message callback: it opens the
-// envelope and hands the message on, on the receive goroutine it was
-// called on. Relayed WireGuard packets come this way, so a queue between
-// the socket and here would reorder or drop them under load; every
-// handler is short and never blocks.
-func (nd *Node) handleControl(pkt []byte, src netip.AddrPort) {
+// handleControl is the Bind's control-message callback: it opens each
+// envelope of one receive call and hands the message on, on the receive
+// goroutine it was called on. Relayed WireGuard packets come this way, so
+// a queue between the socket and here would reorder or drop them under
+// load; every handler is short and never blocks. The Relay messages of
+// the batch are forwarded together, a burst to one node in one write.
+func (nd *Node) handleControl(pkts [][]byte, srcs []netip.AddrPort) {
 	if !nd.ready.Load() {
 		return // New has not finished: a peer was quick
 	}
-	from, m, err := nd.codec.Open(pkt)
-	if err != nil {
-		return // counted by the codec
+	var fwd forwards
+	for i, pkt := range pkts {
+		from, m, err := nd.codec.Open(pkt)
+		if err != nil {
+			continue // counted by the codec
+		}
+		src := srcs[i]
+		nd.observe(from, src)
+		switch m := m.(type) {
+		case wire.Pong:
+			nd.det.Observe(from, src, m.Observed)
+		case wire.Relay:
+			if addr, ok := nd.relayServer.Route(from, m); ok {
+				fwd.add(m.Dst, addr, from, m)
+			}
+			continue
+		}
+		// The puncher sees every message (a peer's new port shows up in
+		// any of them) and consumes its own.
+		_ = nd.punch.Handle(from, src, m) ||
+			nd.relayClient.Handle(from, src, m) ||
+			nd.dht.Handle(from, src, m)
 	}
-	nd.observe(from, src)
-	if pong, ok := m.(wire.Pong); ok {
-		nd.det.Observe(from, src, pong.Observed)
+	for _, f := range fwd {
+		if err := nd.SendBatch(f.dst, f.addr, f.msgs); err != nil {
+			for _, r := range f.relays {
+				nd.relayServer.SendFailed(r)
+			}
+		}
 	}
-	// The puncher sees every message (a peer's new port shows up in any
-	// of them) and consumes its own.
-	_ = nd.punch.Handle(from, src, m) ||
-		nd.relayServer.Handle(from, src, m) ||
-		nd.relayClient.Handle(from, src, m) ||
-		nd.dht.Handle(from, src, m)
+}
+
+// forwards are the Relayed messages of one batch, by destination.
+type forwards []*forward
+
+type forward struct {
+	dst    key.Public
+	addr   netip.AddrPort
+	relays []wire.Relay
+	msgs   []wire.Message
+}
+
+func (f *forwards) add(dst key.Public, addr netip.AddrPort, src key.Public, r wire.Relay) {
+	var cur *forward
+	for _, c := range *f {
+		if c.dst == dst && c.addr == addr {
+			cur = c
+		}
+	}
+	if cur == nil {
+		cur = &forward{dst: dst, addr: addr}
+		*f = append(*f, cur)
+	}
+	cur.relays = append(cur.relays, r)
+	cur.msgs = append(cur.msgs, wire.Relayed{Src: src, Payload: r.Payload})
+}
+
+// SendBatch seals ms for to and sends them from the node's port in one
+// write (relay.ClientConfig.SendBatch).
+func (nd *Node) SendBatch(to key.Public, addr netip.AddrPort, ms []wire.Message) error {
+	bps := make([]*[]byte, len(ms))
+	pkts := make([][]byte, len(ms))
+	defer func() {
+		for _, bp := range bps {
+			if bp != nil {
+				sendBufs.Put(bp)
+			}
+		}
+	}()
+	for i, m := range ms {
+		bp := sendBufs.Get().(*[]byte)
+		bps[i] = bp
+		pkt, err := nd.codec.Seal((*bp)[:0], to, m)
+		if err != nil {
+			return err
+		}
+		*bp = pkt[:0]
+		pkts[i] = pkt
+	}
+	return nd.bind.SendControls(pkts, addr)
 }
 
 // sendBufs holds buffers for sealed control messages, big enough for a

@@ -38,6 +38,11 @@ type ClientConfig struct {
 	// at once. m may be a pointer the Client reuses once Send returns:
 	// Send must not keep it or its Payload. Required.
 	Send func(to key.Public, addr netip.AddrPort, m wire.Message) error
+	// SendBatch, if set, sends several messages to one node at once (the
+	// node seals them and sends them in one UDP GSO write). Send is used
+	// for batches of one and when SendBatch is nil. The same rules as for
+	// Send apply to ms and its elements.
+	SendBatch func(to key.Public, addr netip.AddrPort, ms []wire.Message) error
 	// Ping pings a relay and returns the round-trip time; it must return
 	// when ctx is done. The node's dht.Server.Ping, timed. Required.
 	Ping func(ctx context.Context, relay key.Public, addr netip.AddrPort) (time.Duration, error)
@@ -191,6 +196,9 @@ func (c *Client) Send(peer key.Public, bufs [][]byte) error {
 		c.stats.noRelay.Add(uint64(len(bufs)))
 		return fmt.Errorf("relay: send to %s: %w", peer.Short(8), ErrNoRelay)
 	}
+	if len(bufs) > 1 && c.cfg.SendBatch != nil {
+		return c.sendBatch(peer, h, bufs)
+	}
 	m := c.msgs.Get().(*wire.Relay)
 	m.Dst = peer
 	var first error
@@ -214,6 +222,25 @@ func (c *Client) Send(peer key.Public, bufs [][]byte) error {
 		c.stats.sendErrors.Add(failed)
 	}
 	return first
+}
+
+// sendBatch sends bufs through hop h in one SendBatch.
+func (c *Client) sendBatch(peer key.Public, h *hop, bufs [][]byte) error {
+	rs := make([]wire.Relay, len(bufs))
+	ms := make([]wire.Message, len(bufs))
+	var size uint64
+	for i, b := range bufs {
+		rs[i] = wire.Relay{Dst: peer, Payload: b}
+		ms[i] = &rs[i]
+		size += uint64(frameLen(len(b)))
+	}
+	if err := c.cfg.SendBatch(h.relay, h.addr, ms); err != nil {
+		c.stats.sendErrors.Add(uint64(len(bufs)))
+		return fmt.Errorf("relay: send to %s via %s: %w", peer.Short(8), h.relay.Short(8), err)
+	}
+	c.stats.sent.Add(uint64(len(bufs)))
+	c.stats.sentBytes.Add(size)
+	return nil
 }
 
 // Handle processes one authenticated message from the node whose key is

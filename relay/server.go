@@ -157,27 +157,8 @@ func (s *Server) Handle(from key.Public, src netip.AddrPort, m wire.Message) boo
 }
 
 func (s *Server) forward(from key.Public, r wire.Relay) {
-	c := &s.stats
-	size := frameLen(len(r.Payload))
-	c.received.Add(1)
-	c.receivedBytes.Add(uint64(size))
-	switch {
-	case len(r.Payload) > wire.MaxRelayPayload || !isWireGuard(r.Payload):
-		c.invalid.Add(1)
-		return
-	case r.Dst == from:
-		c.loop.Add(1)
-		return
-	}
-	if s.cfg.Members == nil || !s.cfg.Members(from, r.Dst) {
-		if drop := s.admit(from, size); drop != nil {
-			drop.Add(1)
-			return
-		}
-	}
-	addr, ok := s.cfg.Locate(r.Dst)
-	if !ok || !addr.IsValid() {
-		c.noRoute.Add(1)
+	addr, ok := s.Route(from, r)
+	if !ok {
 		return
 	}
 	out := s.msgs.Get().(*wire.Relayed)
@@ -186,12 +167,51 @@ func (s *Server) forward(from key.Public, r wire.Relay) {
 	out.Payload = nil
 	s.msgs.Put(out)
 	if err != nil {
-		c.sendErr.Add(1)
+		s.SendFailed(r)
 		s.log.Debug("relay: forward", "src", from, "dst", r.Dst, "endpoint", addr, "err", err)
-		return
+	}
+}
+
+// Route checks a Relay from `from` as Handle does (size, loop, limits,
+// destination) and, if it may pass, counts it as forwarded and returns the
+// verified address of r.Dst. The caller then sends
+// wire.Relayed{Src: from, Payload: r.Payload} to r.Dst there, perhaps in a
+// batch with others, and reports failures with SendFailed.
+func (s *Server) Route(from key.Public, r wire.Relay) (netip.AddrPort, bool) {
+	c := &s.stats
+	size := frameLen(len(r.Payload))
+	c.received.Add(1)
+	c.receivedBytes.Add(uint64(size))
+	switch {
+	case len(r.Payload) > wire.MaxRelayPayload || !isWireGuard(r.Payload):
+		c.invalid.Add(1)
+		return netip.AddrPort{}, false
+	case r.Dst == from:
+		c.loop.Add(1)
+		return netip.AddrPort{}, false
+	}
+	if s.cfg.Members == nil || !s.cfg.Members(from, r.Dst) {
+		if drop := s.admit(from, size); drop != nil {
+			drop.Add(1)
+			return netip.AddrPort{}, false
+		}
+	}
+	addr, ok := s.cfg.Locate(r.Dst)
+	if !ok || !addr.IsValid() {
+		c.noRoute.Add(1)
+		return netip.AddrPort{}, false
 	}
 	c.forwarded.Add(1)
 	c.forwardedBytes.Add(uint64(size))
+	return addr, true
+}
+
+// SendFailed moves a Relay that Route let through but whose Relayed could
+// not be sent from the forwarded counters to the send errors.
+func (s *Server) SendFailed(r wire.Relay) {
+	s.stats.sendErr.Add(1)
+	s.stats.forwarded.Add(^uint64(0))
+	s.stats.forwardedBytes.Add(^uint64(frameLen(len(r.Payload)) - 1))
 }
 
 // admit charges a packet of size bytes to from's buckets and to the total

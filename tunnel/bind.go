@@ -50,8 +50,14 @@ type BindOptions struct {
 
 	// OnControl receives each control message with its unmapped source address. It runs
 	// on a receive goroutine of the device: keep it short (queue and return). pkt is a
-	// copy the callee owns. Required when IsControl is set.
+	// copy the callee owns. One of OnControl and OnControlBatch is required when IsControl is set.
 	OnControl func(pkt []byte, src netip.AddrPort)
+
+	// OnControlBatch, if set, is used instead of OnControl: it receives
+	// the control messages of one receive call together (copies the
+	// callee owns, with their sources), so that the callee can answer them
+	// in batches too (a relay forwards a burst in one UDP GSO write).
+	OnControlBatch func(pkts [][]byte, srcs []netip.AddrPort)
 
 	// Logger; nil discards.
 	Logger *slog.Logger
@@ -63,13 +69,14 @@ type BindOptions struct {
 // are safe for concurrent use at any time.
 type Bind struct {
 	// Constant after NewBind.
-	inner     conn.Bind  // a *conn.StdNetBind; safe for concurrent Send
-	self      key.Public // breaks ties between held initiations; may be zero
-	isControl func([]byte) bool
-	onControl func([]byte, netip.AddrPort)
-	log       *slog.Logger
-	injectq   chan injected // relayed packets for the device, bounded
-	bufs      sync.Pool     // of *[]byte for injectq
+	inner          conn.Bind  // a *conn.StdNetBind; safe for concurrent Send
+	self           key.Public // breaks ties between held initiations; may be zero
+	isControl      func([]byte) bool
+	onControl      func([]byte, netip.AddrPort)
+	onControlBatch func([][]byte, []netip.AddrPort)
+	log            *slog.Logger
+	injectq        chan injected // relayed packets for the device, bounded
+	bufs           sync.Pool     // of *[]byte for injectq
 
 	tables atomic.Pointer[tables] // immutable snapshot; replaced under mu
 	open   atomic.Bool
@@ -99,17 +106,18 @@ var _ conn.Bind = (*Bind)(nil)
 // NewBind returns a closed Bind; the device opens it.
 func NewBind(o BindOptions) *Bind {
 	b := &Bind{
-		inner:     conn.NewStdNetBind(),
-		self:      o.Self,
-		isControl: o.IsControl,
-		onControl: o.OnControl,
-		log:       o.Logger,
-		injectq:   make(chan injected, injectQueueLen),
+		inner:          conn.NewStdNetBind(),
+		self:           o.Self,
+		isControl:      o.IsControl,
+		onControl:      o.OnControl,
+		onControlBatch: o.OnControlBatch,
+		log:            o.Logger,
+		injectq:        make(chan injected, injectQueueLen),
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
-	if b.isControl != nil && b.onControl == nil {
+	if b.isControl != nil && b.onControl == nil && b.onControlBatch == nil {
 		b.onControl = func([]byte, netip.AddrPort) {}
 	}
 	b.bufs.New = func() any { s := make([]byte, 0, injectBufSize); return &s }
@@ -200,6 +208,8 @@ func (b *Bind) demux(recv conn.ReceiveFunc) conn.ReceiveFunc {
 		}
 		t := b.tables.Load()
 		var wg, ctl, drop uint64
+		var ctlPkts [][]byte
+		var ctlSrcs []netip.AddrPort
 		var lastSrc netip.AddrPort // GRO batches come from one source: cache its lookup
 		var lastPeer *peerEndpoint
 		for i := range n {
@@ -229,11 +239,19 @@ func (b *Bind) demux(recv conn.ReceiveFunc) conn.ReceiveFunc {
 			case b.isControl != nil && b.isControl(pkt):
 				ctl++
 				sizes[i] = 0
-				b.onControl(bytes.Clone(pkt), unmap(std.AddrPort))
+				if b.onControlBatch != nil {
+					ctlPkts = append(ctlPkts, bytes.Clone(pkt))
+					ctlSrcs = append(ctlSrcs, unmap(std.AddrPort))
+				} else {
+					b.onControl(bytes.Clone(pkt), unmap(std.AddrPort))
+				}
 			default:
 				drop++
 				sizes[i] = 0
 			}
+		}
+		if len(ctlPkts) > 0 {
+			b.onControlBatch(ctlPkts, ctlSrcs)
 		}
 		b.stats.wireGuardIn.Add(wg)
 		b.stats.controlIn.Add(ctl)
@@ -342,14 +360,21 @@ func (b *Bind) sendInner(bufs [][]byte, ep *conn.StdNetEndpoint) error {
 
 // SendControl sends a control message from the node's UDP port to dst.
 func (b *Bind) SendControl(pkt []byte, dst netip.AddrPort) error {
+	return b.SendControls([][]byte{pkt}, dst)
+}
+
+// SendControls sends control messages to dst from the node's port in one
+// go: packets of equal size leave in one UDP GSO send, as WireGuard's do.
+// Relayed WireGuard packets take this way.
+func (b *Bind) SendControls(pkts [][]byte, dst netip.AddrPort) error {
 	dst = unmap(dst)
 	if !b.open.Load() {
 		return fmt.Errorf("tunnel: send control to %s: %w", dst, net.ErrClosed)
 	}
-	if err := b.sendInner([][]byte{pkt}, &conn.StdNetEndpoint{AddrPort: dst}); err != nil {
+	if err := b.sendInner(pkts, &conn.StdNetEndpoint{AddrPort: dst}); err != nil {
 		return fmt.Errorf("tunnel: send control to %s: %w", dst, err)
 	}
-	b.stats.controlOut.Add(1)
+	b.stats.controlOut.Add(uint64(len(pkts)))
 	return nil
 }
 

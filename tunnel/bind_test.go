@@ -737,3 +737,46 @@ func BenchmarkDemux(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/packet")
 }
+
+// TestDemuxBatch: with OnControlBatch, the control messages of one receive
+// call arrive together, in order, as copies, with their sources.
+func TestDemuxBatch(t *testing.T) {
+	var calls int
+	var gotCtl [][]byte
+	var gotSrc []netip.AddrPort
+	b := NewBind(BindOptions{
+		IsControl: isTestControl,
+		OnControlBatch: func(p [][]byte, src []netip.AddrPort) {
+			calls++
+			gotCtl, gotSrc = append(gotCtl, p...), append(gotSrc, src...)
+		},
+	})
+	s1, s2 := netip.MustParseAddrPort("192.0.2.1:1"), netip.MustParseAddrPort("[::ffff:192.0.2.2]:2")
+	in := [][]byte{{0xff, 1}, dataPacket(1), {0xff, 2}}
+	srcs := []netip.AddrPort{s1, s1, s2}
+	recv := b.demux(func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		for i, p := range in {
+			bufs[i] = append(bufs[i][:0], p...)
+			sizes[i] = len(p)
+			eps[i] = &conn.StdNetEndpoint{AddrPort: srcs[i]}
+		}
+		return len(in), nil
+	})
+	bufs := [][]byte{make([]byte, 2048), make([]byte, 2048), make([]byte, 2048)}
+	if _, err := recv(bufs, make([]int, 3), make([]conn.Endpoint, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 {
+		t.Errorf("%d calls, want one for the batch", calls)
+	}
+	if diff := cmp.Diff([][]byte{{0xff, 1}, {0xff, 2}}, gotCtl); diff != "" {
+		t.Errorf("control messages (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]netip.AddrPort{s1, netip.MustParseAddrPort("192.0.2.2:2")}, gotSrc, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
+		t.Errorf("sources (-want +got):\n%s", diff)
+	}
+	bufs[0][1] = 9
+	if gotCtl[0][1] != 1 {
+		t.Error("OnControlBatch got the device's buffer, not a copy")
+	}
+}

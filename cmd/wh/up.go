@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -288,6 +289,13 @@ func up(ctx context.Context, io stdio, cfgPath string, o upOptions) error {
 	}
 	if !o.foreground {
 		return detach(ctx, io, p, o)
+	}
+	if path := os.Getenv("WH_CPUPROFILE"); path != "" {
+		// For profiling the daemon: WH_CPUPROFILE=/tmp/wh.prof wh up ...
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
 	}
 	log := slog.New(slog.NewTextHandler(io.Err, &slog.HandlerOptions{Level: p.logLevel}))
 	p.opts.Logger = log
