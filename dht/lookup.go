@@ -63,7 +63,8 @@ type Result struct {
 	Rounds int
 	// Queries counts the queries sent; Failures those that failed.
 	Queries, Failures int
-	// Err is ctx's error if the lookup was cut short.
+	// Err is ErrNoSeeds, or ctx's error if the lookup was cut short (the
+	// other fields then say what was learned until then).
 	Err error
 }
 
