@@ -218,3 +218,10 @@ func TestHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestBareWhShows: wh alone runs show, as in WireHub (no daemon: nothing).
+func TestBareWhShows(t *testing.T) {
+	if _, errs, code := wh(t, ""); code != 0 {
+		t.Errorf("wh: exit %d, stderr %q", code, errs)
+	}
+}
