@@ -204,8 +204,8 @@ func (nd *Node) Status(all bool) Status {
 	}
 	now := time.Now()
 	for _, c := range n.Trusted() {
-		if c.Key == nd.pub {
-			continue
+		if c.Key == nd.pub || nd.dev == nil {
+			continue // a headless node has no tunnels, so no peers of its own
 		}
 		ps := PeerStatus{
 			Key:      c.Key.String(),

@@ -102,7 +102,7 @@ func newNetwork(t *lab.Runner) *network {
 
 func (n *network) start(bin string) {
 	for i := range n.hosts {
-		args := []string{"up", n.conf, "private-key", n.keys[i], "interface", n.ifaces[i], "--foreground", "--log-level", "warn"}
+		args := []string{"up", n.conf, "private-key", n.keys[i], "interface", n.ifaces[i], "dns", "off", "--foreground", "--log-level", "warn"}
 		if i == 0 {
 			args = append(args, "listen-port", "62096")
 		}

@@ -91,7 +91,6 @@ Exit status: 0 on success, 1 on invalid input or failure, 2 on a usage error.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err.Error()} })
 	show := newShowCmd()
 	// As in WireHub, wh alone shows the running networks.
-	root.Args = noArgs
 	root.RunE = func(cmd *cobra.Command, _ []string) error {
 		show.SetContext(cmd.Context())
 		return show.RunE(show, nil)

@@ -19,13 +19,16 @@ import (
 func call(ctx context.Context, iface, verb string, args []string, out any) error {
 	err := ipc.Call(ctx, ipc.SocketPath(ipc.Dir, iface), verb, args, out)
 	if errors.Is(err, ipc.ErrNotRunning) {
-		return fmt.Errorf("interface %s: wh is not running there (see `wh show interfaces`)", iface)
+		return fmt.Errorf("interface %s: %w", iface, errNotRunning)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", iface, err)
 	}
 	return nil
 }
+
+// errNotRunning is what call says when no daemon answers on a socket.
+var errNotRunning = errors.New("wh is not running there (see `wh show interfaces`)")
 
 func runningInterfaces() ([]string, error) {
 	ifs, err := ipc.Interfaces(ipc.Dir)
@@ -166,8 +169,10 @@ interfaces running and none named, an array of them.`,
 					if single {
 						return err
 					}
-					fmt.Fprintf(cmd.ErrOrStderr(), "wh: %v\n", err)
-					continue
+					if !errors.Is(err, errNotRunning) {
+						fmt.Fprintf(cmd.ErrOrStderr(), "wh: %v\n", err)
+					}
+					continue // a socket left by a daemon that was killed
 				}
 				sts = append(sts, st)
 			}

@@ -422,17 +422,36 @@ func (l *Lab) close() {
 			l.t.Logf("--- log of %s:\n%s", procs[i].Name, tail(procs[i].Output(), 60))
 		}
 	}
-	// Kill anything else still running in our namespaces (a daemon that
-	// detached, say) before deleting them.
-	for _, ns := range nss {
-		if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
-			for _, pid := range strings.Fields(string(out)) {
-				var p int
-				fmt.Sscan(pid, &p)
-				if p > 1 {
-					syscall.Kill(p, syscall.SIGKILL)
+	// Stop anything else still running in our namespaces (a daemon that
+	// detached, say) before deleting them: politely first, so that a wh
+	// daemon removes its sockets and hosts-file block, then for good.
+	pids := func() []int {
+		var ps []int
+		for _, ns := range nss {
+			if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
+				for _, pid := range strings.Fields(string(out)) {
+					var p int
+					fmt.Sscan(pid, &p)
+					if p > 1 {
+						ps = append(ps, p)
+					}
 				}
 			}
+		}
+		return ps
+	}
+	if ps := pids(); len(ps) > 0 {
+		for _, p := range ps {
+			syscall.Kill(p, syscall.SIGTERM)
+		}
+		Eventually(3*time.Second, 50*time.Millisecond, func() error {
+			if len(pids()) > 0 {
+				return fmt.Errorf("still running")
+			}
+			return nil
+		})
+		for _, p := range pids() {
+			syscall.Kill(p, syscall.SIGKILL)
 		}
 	}
 	for i := len(nss) - 1; i >= 0; i-- {
