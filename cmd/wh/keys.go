@@ -189,51 +189,42 @@ func readPublic(cmd *cobra.Command) (key.Public, error) {
 }
 
 func newWorkbitCmd() *cobra.Command {
-	var p powParams
-	cmd := &cobra.Command{
+	return newPublicKeyCmd(&cobra.Command{
 		Use:   "workbit [CONFIG | namespace NS]",
 		Short: "Read a public key on stdin and print its workbits",
 		Long: `Read a public key on standard input and print its proof-of-work: the
 number of leading zero bits of BLAKE2b-256(key || namespace).`,
 		Example: `  echo zW-1lBeQ7IkT6NW6hL_NsV4eOPOwJi_rt1vO-omOEmQ | wh workbit
   wh pubkey < node.sk | wh workbit ./net.conf`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ns, _, err := p.resolve(cmd, args, nil)
-			if err != nil {
-				return err
-			}
-			k, err := readPublic(cmd)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), key.Workbits(k, ns))
-			return nil
-		},
-	}
-	p.flags(cmd, false)
-	return cmd
+	}, func(k key.Public, ns string) any { return key.Workbits(k, ns) })
 }
 
 func newOrchidCmd() *cobra.Command {
-	var p powParams
-	cmd := &cobra.Command{
+	return newPublicKeyCmd(&cobra.Command{
 		Use:   "orchid [CONFIG | namespace NS]",
 		Short: "Read a public key on stdin and print its ORCHID IPv6 address",
 		Long: `Read a public key on standard input and print the node's ORCHID IPv6
 address (RFC 7343, inside 2001:20::/28) in the network's namespace.`,
 		Example: `  echo zW-1lBeQ7IkT6NW6hL_NsV4eOPOwJi_rt1vO-omOEmQ | wh orchid namespace public`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ns, _, err := p.resolve(cmd, args, nil)
-			if err != nil {
-				return err
-			}
-			k, err := readPublic(cmd)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), orchid.Addr(k, ns))
-			return nil
-		},
+	}, func(k key.Public, ns string) any { return orchid.Addr(k, ns) })
+}
+
+// newPublicKeyCmd completes cmd as a command that reads a public key on
+// stdin, takes a namespace (from a config, keywords or --namespace), and
+// prints what of(key, namespace) returns.
+func newPublicKeyCmd(cmd *cobra.Command, of func(k key.Public, namespace string) any) *cobra.Command {
+	var p powParams
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ns, _, err := p.resolve(cmd, args, nil)
+		if err != nil {
+			return err
+		}
+		k, err := readPublic(cmd)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), of(k, ns))
+		return nil
 	}
 	p.flags(cmd, false)
 	return cmd
