@@ -13,9 +13,9 @@ import (
 // Zero is never a valid type.
 type Type uint8
 
-// Message types. The reserved codes are taken so that nothing else claims
-// them; their layouts are not defined yet and ParseMessage returns
-// ErrUnknownType for them.
+// Message types. The reserved codes (auth, authed) are taken so that
+// nothing else claims them; their layouts are not defined yet and
+// ParseMessage returns ErrUnknownType for them.
 const (
 	TypePing     Type = 0x01 // Ping
 	TypePong     Type = 0x02 // Pong
@@ -23,8 +23,8 @@ const (
 	TypeNodes    Type = 0x04 // Nodes
 
 	TypePunch   Type = 0x05 // Punch; its forward PunchFrom is 0x0a
-	TypeRelay   Type = 0x06 // reserved: forward an inner envelope to a destination key
-	TypeRelayed Type = 0x07 // reserved: an inner envelope delivered by a relay
+	TypeRelay   Type = 0x06 // Relay: a WireGuard packet to forward to a key
+	TypeRelayed Type = 0x07 // Relayed: a WireGuard packet a relay delivers
 	TypeAuth    Type = 0x08 // reserved: prove an alias (invitation) key, inner envelope
 	TypeAuthed  Type = 0x09 // reserved: acknowledge an Auth
 )
