@@ -395,6 +395,9 @@ func (b *Bind) Inject(pkt []byte, from key.Public) error {
 		b.stats.dropInjectClosed.Add(1)
 		return net.ErrClosed
 	}
+	if pkt[0] == 1 {
+		pe.initiationIn.Store(time.Now().UnixNano())
+	}
 	buf := b.bufs.Get().(*[]byte)
 	*buf = append((*buf)[:0], pkt...)
 	select {
@@ -429,8 +432,8 @@ func (b *Bind) SetPath(peer key.Public, p Path) error {
 	if r == nil {
 		return nil
 	}
-	if held := pe.held.Swap(nil); held != nil {
-		b.sendHeld(pe, *held)
+	if h := pe.held.Swap(nil); h != nil {
+		b.sendHeld(pe, h)
 	}
 	return nil
 }
@@ -439,47 +442,75 @@ func (b *Bind) SetPath(peer key.Public, p Path) error {
 // sends a held initiation (see sendHeld).
 const heldDelay = 250 * time.Millisecond
 
-// sendHeld sends a handshake initiation held while pe had no path. When
-// both sides held one (each device's keepalive starts a handshake as soon
-// as the peer is configured), sending both at once makes them cross:
-// each side turns responder, its own initiation's response is then
-// invalid, and the handshake waits out WireGuard's 5 s retry. So the side
-// whose key is greater waits a moment, and drops its initiation if the
-// peer's arrives meanwhile.
-func (b *Bind) sendHeld(pe *peerEndpoint, pkt []byte) {
+// sendHeld sends the handshake message h held while pe had no path.
+//
+// A response goes at once: the peer is waiting for it. An initiation is
+// stale, and dropped, if the peer's own initiation arrived after it was
+// held: answering that replaced our handshake state, so a response to
+// ours would be invalid. When both sides hold a fresh initiation (each
+// device's keepalive starts a handshake as soon as the peer is
+// configured), sending both at once makes them cross, and each side's
+// response to the other is then invalid, until WireGuard's 5 s retry. So
+// the side whose key is greater waits a moment, and drops its initiation
+// if the peer's arrives meanwhile.
+func (b *Bind) sendHeld(pe *peerEndpoint, h *heldMessage) {
 	send := func() {
-		if err := b.Send([][]byte{pkt}, pe); err != nil {
-			b.log.Debug("tunnel: sending a held handshake", "peer", pe.key.Short(8), "err", err)
+		if err := b.Send([][]byte{h.pkt}, pe); err != nil {
+			b.log.Debug("tunnel: sending a held handshake message", "peer", pe.key.Short(8), "err", err)
 		}
+	}
+	if h.pkt[0] != 1 {
+		send()
+		return
+	}
+	if pe.initiationIn.Load() >= h.at {
+		return
 	}
 	if b.self.IsZero() || bytes.Compare(b.self[:], pe.key[:]) < 0 {
 		send()
 		return
 	}
-	since := time.Now().UnixNano()
 	time.AfterFunc(heldDelay, func() {
-		if pe.initiationIn.Load() >= since || !b.open.Load() {
+		if pe.initiationIn.Load() >= h.at || !b.open.Load() {
 			return
 		}
 		send()
 	})
 }
 
-// hold keeps the last handshake initiation of bufs for pe, and reports
-// whether there was one. Other packets are dropped: they need a session.
+// heldMessage is a handshake message kept until its peer has a path.
+type heldMessage struct {
+	pkt []byte
+	at  int64 // when it was held, Unix ns
+}
+
+// hold keeps the last handshake initiation or response of bufs for pe,
+// and reports whether there was one. Other packets are dropped: they need
+// a session.
 func hold(pe *peerEndpoint, bufs [][]byte) bool {
 	for i := len(bufs) - 1; i >= 0; i-- {
-		if b := bufs[i]; len(b) == messageInitiationSize && b[0] == 1 && b[1] == 0 && b[2] == 0 && b[3] == 0 {
-			c := slices.Clone(b)
-			pe.held.Store(&c)
+		if b := bufs[i]; isHandshake(b) {
+			pe.held.Store(&heldMessage{pkt: slices.Clone(b), at: time.Now().UnixNano()})
 			return true
 		}
 	}
 	return false
 }
 
-// messageInitiationSize is the size of WireGuard's handshake initiation.
-const messageInitiationSize = 148
+// isHandshake reports whether b is a WireGuard handshake initiation or
+// response.
+func isHandshake(b []byte) bool {
+	if len(b) < 4 || b[1] != 0 || b[2] != 0 || b[3] != 0 {
+		return false
+	}
+	return b[0] == 1 && len(b) == messageInitiationSize || b[0] == 2 && len(b) == messageResponseSize
+}
+
+// Sizes of WireGuard's handshake initiation and response.
+const (
+	messageInitiationSize = 148
+	messageResponseSize   = 92
+)
 
 // Learn records that datagrams from addr come from peer, after the node authenticated a
 // control message from there: WireGuard packets from addr then carry the peer's endpoint.
@@ -615,7 +646,7 @@ type Stats struct {
 
 	DropUnknown       uint64 // received, neither WireGuard nor control
 	DropNoPath        uint64 // to a peer without a path
-	Held              uint64 // handshake initiations held until the peer had a path
+	Held              uint64 // handshake messages held until the peer had a path
 	DropInjectInvalid uint64 // injected: not WireGuard, or from an unknown peer
 	DropInjectClosed  uint64 // injected while the Bind was closed
 	DropInjectFull    uint64 // injected while the queue was full

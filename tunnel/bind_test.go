@@ -780,3 +780,59 @@ func TestDemuxBatch(t *testing.T) {
 		t.Error("OnControlBatch got the device's buffer, not a copy")
 	}
 }
+
+// TestHeldHandshakes: without a path, handshake messages are held and
+// sent when one appears; a held initiation the peer's own initiation has
+// overtaken is dropped (answering it replaced our handshake state).
+func TestHeldHandshakes(t *testing.T) {
+	peer := testKey(t).Public()
+	response := wgPacket(device.MessageResponseType, device.MessageResponseSize, 5)
+	initiation := wgPacket(device.MessageInitiationType, device.MessageInitiationSize, 6)
+	tests := []struct {
+		name      string
+		held      []byte
+		peerFirst bool // the peer's initiation arrives after ours was held
+		want      []byte
+	}{
+		{"response_sent", response, false, response},
+		{"response_sent_anyway", response, true, response},
+		{"initiation_sent", initiation, false, initiation},
+		{"stale_initiation_dropped", initiation, true, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := NewBind(BindOptions{}) // no Self: no tie-break delay
+			ep, err := b.endpoint(peer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.open.Store(true)
+			if err := b.Send([][]byte{dataPacket(1), tc.held}, ep); err != nil {
+				t.Fatalf("Send without a path = %v, want the handshake held", err)
+			}
+			if tc.peerFirst {
+				time.Sleep(time.Millisecond)
+				if err := b.Inject(initiation, peer); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var sent [][]byte
+			relay := func(bufs [][]byte) error {
+				for _, p := range bufs {
+					sent = append(sent, bytes.Clone(p))
+				}
+				return nil
+			}
+			if err := b.SetPath(peer, Path{Relay: relay}); err != nil {
+				t.Fatal(err)
+			}
+			var want [][]byte
+			if tc.want != nil {
+				want = [][]byte{tc.want}
+			}
+			if diff := cmp.Diff(want, sent); diff != "" {
+				t.Errorf("sent when the path appeared (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

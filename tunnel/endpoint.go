@@ -39,12 +39,13 @@ type peerEndpoint struct {
 
 	route atomic.Pointer[route] // current path; nil means none
 
-	// held is the last handshake initiation sent while the peer had no
-	// path, sent when one appears. Without it the first packet to a peer
-	// whose path is still being found costs WireGuard's 5 s retry.
-	held atomic.Pointer[[]byte]
+	// held is the last handshake message (initiation or response) sent
+	// while the peer had no path, sent when one appears (Bind.sendHeld).
+	// Without it the first packet to a peer whose path is still being
+	// found costs WireGuard's 5 s retry.
+	held atomic.Pointer[heldMessage]
 	// initiationIn is when the last handshake initiation from the peer
-	// arrived (Unix nanoseconds).
+	// arrived, directly or through a relay (Unix nanoseconds).
 	initiationIn atomic.Int64
 }
 
