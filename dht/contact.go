@@ -88,3 +88,22 @@ func sortByDistance(cs []Contact, target key.Public) {
 		cs[i] = items[i].c
 	}
 }
+
+// PrefixRange returns the lowest and highest keys that share the first n
+// bits with self and, if flip, differ from it in bit n: with flip, the
+// keys of bucket n of self's table. Tables for tests and simulations are
+// filled from it.
+func PrefixRange(self key.Public, n int, flip bool) (lo, hi key.Public) {
+	lo, hi = self, self
+	for b := n; b < 256; b++ {
+		mask := byte(0x80) >> (b % 8)
+		if b == n && flip {
+			lo[b/8] ^= mask
+			hi[b/8] ^= mask
+			continue
+		}
+		lo[b/8] &^= mask
+		hi[b/8] |= mask
+	}
+	return lo, hi
+}

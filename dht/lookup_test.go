@@ -73,13 +73,13 @@ func fillTable(tab *Table, sorted []*fakeNode, r *rand.Rand) {
 		return from, to
 	}
 	for i := range 256 {
-		from, to := count(prefixRange(self, i, true))
+		from, to := count(PrefixRange(self, i, true))
 		for _, j := range sample(r, to-from, tab.K()) {
 			tab.Add(sorted[from+j].Contact, t0)
 		}
 		// Deeper buckets take their keys from those sharing i+1 bits
 		// with self: stop when self is the only one.
-		if from, to := count(prefixRange(self, i+1, false)); to-from <= 1 {
+		if from, to := count(PrefixRange(self, i+1, false)); to-from <= 1 {
 			return
 		}
 	}
@@ -97,23 +97,6 @@ func sample(r *rand.Rand, n, k int) []int {
 		}
 	}
 	return out
-}
-
-// prefixRange returns the lowest and highest keys that share the first n
-// bits with self and, if flip, differ from it in bit n.
-func prefixRange(self key.Public, n int, flip bool) (lo, hi key.Public) {
-	lo, hi = self, self
-	for b := n; b < 256; b++ {
-		mask := byte(0x80) >> (b % 8)
-		if b == n && flip {
-			lo[b/8] ^= mask
-			hi[b/8] ^= mask
-			continue
-		}
-		lo[b/8] &^= mask
-		hi[b/8] |= mask
-	}
-	return lo, hi
 }
 
 func (f *fakeNet) query(ctx context.Context, to Contact, target key.Public) ([]Contact, error) {

@@ -75,23 +75,12 @@ func TestNATGrid(t *testing.T) {
 	for _, k := range gridKinds {
 		for i := 1; i <= 2; i++ {
 			name := fmt.Sprintf("%s%d", k[:3], i)
+			kinds := map[string]lab.Kind{"full": lab.FullCone, "restricted": lab.Restricted, "symmetric": lab.Symmetric, "upnp": lab.UPnP}
 			switch k {
 			case "public":
 				add(name, l.Public(name))
-			case "full":
-				r := l.NAT(name+"r", lab.FullCone)
-				routers[name] = r
-				add(name, r.Add(name))
-			case "restricted":
-				r := l.NAT(name+"r", lab.Restricted)
-				routers[name] = r
-				add(name, r.Add(name))
-			case "symmetric":
-				r := l.NAT(name+"r", lab.Symmetric)
-				routers[name] = r
-				add(name, r.Add(name))
-			case "upnp":
-				r := l.NAT(name+"r", lab.UPnP)
+			case "full", "restricted", "symmetric", "upnp":
+				r := l.NAT(name+"r", kinds[k])
 				routers[name] = r
 				add(name, r.Add(name))
 			case "samelan":

@@ -159,34 +159,17 @@ func fill(nodes []*simNode, seed uint64) {
 		tab := nodes[ni].srv.Table()
 		self := tab.Self()
 		for i := range 256 {
-			from, to := count(prefixRange(self, i, true))
+			from, to := count(dht.PrefixRange(self, i, true))
 			for _, j := range pick(r, to-from, tab.K()) {
 				tab.Add(sorted[from+j].Contact, now)
 			}
 			// Deeper buckets draw from the keys sharing i+1 bits with
 			// self: stop when self is the only one left.
-			if from, to := count(prefixRange(self, i+1, false)); to-from <= 1 {
+			if from, to := count(dht.PrefixRange(self, i+1, false)); to-from <= 1 {
 				return
 			}
 		}
 	}, seed)
-}
-
-// prefixRange returns the lowest and highest keys that share the first n
-// bits with self and, if flip, differ from it in bit n.
-func prefixRange(self key.Public, n int, flip bool) (lo, hi key.Public) {
-	lo, hi = self, self
-	for b := n; b < 256; b++ {
-		mask := byte(0x80) >> (b % 8)
-		if b == n && flip {
-			lo[b/8] ^= mask
-			hi[b/8] ^= mask
-			continue
-		}
-		lo[b/8] &^= mask
-		hi[b/8] |= mask
-	}
-	return lo, hi
 }
 
 // pick returns min(k, n) distinct random integers in [0, n).
