@@ -646,13 +646,18 @@ func (nd *Node) applyPeers(n *config.Network) {
 		}
 		want[c.Key] = c
 	}
+	var gone []key.Public
 	for k, p := range nd.peers {
 		if _, ok := want[k]; !ok {
 			if p.direct.IsValid() {
 				nd.bind.Forget(p.direct)
 			}
+			if p.relayed {
+				nd.relayClient.SetCandidates(k, nil)
+			}
 			nd.bind.SetPath(k, tunnel.Path{})
 			delete(nd.peers, k)
+			gone = append(gone, k)
 		}
 	}
 	var wg []tunnel.Peer
@@ -669,6 +674,11 @@ func (nd *Node) applyPeers(n *config.Network) {
 	}
 	if err := nd.dev.SetPeers(wg); err != nil {
 		nd.log.Error("configuring WireGuard peers", "err", err)
+		return
+	}
+	// Only now that the device has dropped them: their endpoints go.
+	for _, k := range gone {
+		nd.bind.RemovePeer(k)
 	}
 }
 
