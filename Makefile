@@ -9,15 +9,19 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Packages whose tests run under the race detector (the ones with goroutines).
 RACE_PKGS := ./key/... ./wire/... ./netsim/... ./dht/... ./tunnel/... ./node/... ./nat/... ./relay/... ./resolver/...
 
-.PHONY: all build test unit race lint e2e demo bench fuzz clean
+.PHONY: all build deps test unit race lint e2e demo bench fuzz clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/wh ./cmd/wh
 
+# The tools the namespace tests, the demo and the benchmarks run (apt-get, as root).
+deps:
+	@scripts/deps.sh
+
 # The test command of the README and of CI.
-test: lint race unit
+test: deps lint race unit
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -45,7 +49,7 @@ fuzz:
 # Every benchmark, each printing its figures against a baseline measured in
 # the same run (these machines are shared and noisy). The namespace ones
 # need root and iperf3, dnsperf and dnsmasq (.ci/run installs them).
-bench: build
+bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./key/ ./wire/ ./relay/ ./tunnel/
 	$(GO) run ./tools/whsim -nodes 10000 -lookups 1000
 	$(GO) run ./bench/tunnel -t 10 -runs 3
@@ -59,5 +63,5 @@ clean:
 # A local demo network: a boot node and two nodes in namespaces (root).
 # DEMO_HOLD=10m keeps it up (Ctrl-C ends it).
 DEMO_HOLD ?= 0
-demo: build
+demo: deps build
 	$(GO) run ./tools/demo -wh $(BIN)/wh -hold $(DEMO_HOLD)
