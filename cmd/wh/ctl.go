@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"time"
 
@@ -20,6 +21,9 @@ func call(ctx context.Context, iface, verb string, args []string, out any) error
 	err := ipc.Call(ctx, ipc.SocketPath(ipc.Dir, iface), verb, args, out)
 	if errors.Is(err, ipc.ErrNotRunning) {
 		return fmt.Errorf("interface %s: %w", iface, errNotRunning)
+	}
+	if errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("interface %s: the control socket is its owner's only: run as root (sudo)", iface)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", iface, err)
