@@ -36,6 +36,9 @@ var errNotRunning = errors.New("wh is not running there (see `wh show interfaces
 
 func runningInterfaces() ([]string, error) {
 	ifs, err := ipc.Interfaces(ipc.Dir)
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, fmt.Errorf("%s is root's only: run as root (sudo)", ipc.Dir)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", ipc.Dir, err)
 	}
