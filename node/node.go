@@ -327,29 +327,32 @@ func (f *forwards) add(dst key.Public, addr netip.AddrPort, src key.Public, r wi
 }
 
 // SendBatch seals ms for to and sends them from the node's port in one
-// write (relay.ClientConfig.SendBatch).
+// write (relay.ClientConfig.SendBatch). The packets are sealed one after
+// the other into one buffer with room to spare: StdNetBind coalesces a
+// batch into UDP GSO segments by appending each packet to the first one's
+// spare capacity, which separate 1500-byte buffers do not have.
 func (nd *Node) SendBatch(to key.Public, addr netip.AddrPort, ms []wire.Message) error {
-	bps := make([]*[]byte, len(ms))
+	bp := batchBufs.Get().(*[]byte)
+	defer batchBufs.Put(bp)
+	buf := (*bp)[:0]
 	pkts := make([][]byte, len(ms))
-	defer func() {
-		for _, bp := range bps {
-			if bp != nil {
-				sendBufs.Put(bp)
-			}
-		}
-	}()
 	for i, m := range ms {
-		bp := sendBufs.Get().(*[]byte)
-		bps[i] = bp
-		pkt, err := nd.codec.Seal((*bp)[:0], to, m)
-		if err != nil {
+		start := len(buf)
+		var err error
+		if buf, err = nd.codec.Seal(buf, to, m); err != nil {
 			return err
 		}
-		*bp = pkt[:0]
-		pkts[i] = pkt
+		pkts[i] = buf[start:]
+	}
+	if cap(buf) <= cap(*bp) {
+		*bp = buf[:0]
 	}
 	return nd.bind.SendControls(pkts, addr)
 }
+
+// batchBufs holds the buffers of SendBatch: a GSO write carries at most
+// 64 KiB.
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // sendBufs holds buffers for sealed control messages, big enough for a
 // relay frame, so that relaying allocates nothing per packet.
