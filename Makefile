@@ -1,6 +1,8 @@
 # wh — common tasks. `make` builds, `make test` runs every test that this
 # machine can run (the network-namespace tests need root and skip without it).
 
+# sudo resets PATH to one without Go's usual home: add it back.
+export PATH := $(PATH):/usr/local/go/bin
 GO      ?= go
 BIN     := bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
