@@ -157,10 +157,10 @@ func (nd *Node) displayName(k key.Public) string {
 	nd.mu.Lock()
 	n := nd.net
 	nd.mu.Unlock()
-	return nd.displayNameLocked(n, k)
+	return nd.nameIn(n, k)
 }
 
-func (nd *Node) displayNameLocked(n *config.Network, k key.Public) string {
+func (nd *Node) nameIn(n *config.Network, k key.Public) string {
 	if c, ok := n.Node(k); ok && c.Hostname != "" {
 		return c.Hostname
 	}
@@ -225,7 +225,7 @@ func (nd *Node) Status(all bool) Status {
 			if p.relayed && !p.direct.IsValid() {
 				ps.Path = PathRelay
 				if r, ok := nd.relayClient.Current(c.Key); ok {
-					ps.Relay = nd.displayNameLocked(n, r)
+					ps.Relay = nd.nameIn(n, r)
 				}
 			}
 			if p.direct.IsValid() {

@@ -83,11 +83,11 @@ type Node struct {
 	// candidates. It cannot change on reload (the node's own address
 	// would).
 	subnet netip.Prefix
+	addrs  []netip.Prefix // the interface's addresses
 
 	mu    sync.Mutex
 	net   *config.Network      // guarded by mu
 	peers map[key.Public]*peer // trusted peers other than self; guarded by mu
-	addrs []netip.Prefix       // the interface's addresses; guarded by mu
 
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
@@ -145,10 +145,10 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		}
 	}()
 	nd.bind = tunnel.NewBind(tunnel.BindOptions{
-		Self:           pub,
-		IsControl:      wire.IsControl,
-		OnControlBatch: nd.handleControl,
-		Logger:         log,
+		Self:      pub,
+		IsControl: wire.IsControl,
+		OnControl: nd.handleControl,
+		Logger:    log,
 	})
 	nd.boot = resolveBoot(ctx, n, pub, opt.Resolver, log)
 	d, err := dht.NewServer(dht.Config{

@@ -48,16 +48,12 @@ type BindOptions struct {
 	// Nil means none is. It runs on the receive path for every such datagram.
 	IsControl func(pkt []byte) bool
 
-	// OnControl receives each control message with its unmapped source address. It runs
-	// on a receive goroutine of the device: keep it short (queue and return). pkt is a
-	// copy the callee owns. One of OnControl and OnControlBatch is required when IsControl is set.
-	OnControl func(pkt []byte, src netip.AddrPort)
-
-	// OnControlBatch, if set, is used instead of OnControl: it receives
-	// the control messages of one receive call together (copies the
-	// callee owns, with their sources), so that the callee can answer them
-	// in batches too (a relay forwards a burst in one UDP GSO write).
-	OnControlBatch func(pkts [][]byte, srcs []netip.AddrPort)
+	// OnControl receives the control messages of one receive call together
+	// (copies the callee owns, with their unmapped sources), so that it can
+	// answer them in batches too (a relay forwards a burst in one UDP GSO
+	// write). It runs on a receive goroutine of the device: keep it short.
+	// Required when IsControl is set.
+	OnControl func(pkts [][]byte, srcs []netip.AddrPort)
 
 	// Logger; nil discards.
 	Logger *slog.Logger
@@ -69,14 +65,13 @@ type BindOptions struct {
 // are safe for concurrent use at any time.
 type Bind struct {
 	// Constant after NewBind.
-	inner          conn.Bind  // a *conn.StdNetBind; safe for concurrent Send
-	self           key.Public // breaks ties between held initiations; may be zero
-	isControl      func([]byte) bool
-	onControl      func([]byte, netip.AddrPort)
-	onControlBatch func([][]byte, []netip.AddrPort)
-	log            *slog.Logger
-	injectq        chan injected // relayed packets for the device, bounded
-	bufs           sync.Pool     // of *[]byte for injectq
+	inner     conn.Bind  // a *conn.StdNetBind; safe for concurrent Send
+	self      key.Public // breaks ties between held initiations; may be zero
+	isControl func([]byte) bool
+	onControl func([][]byte, []netip.AddrPort)
+	log       *slog.Logger
+	injectq   chan injected // relayed packets for the device, bounded
+	bufs      sync.Pool     // of *[]byte for injectq
 
 	tables atomic.Pointer[tables] // immutable snapshot; replaced under mu
 	open   atomic.Bool
@@ -106,19 +101,18 @@ var _ conn.Bind = (*Bind)(nil)
 // NewBind returns a closed Bind; the device opens it.
 func NewBind(o BindOptions) *Bind {
 	b := &Bind{
-		inner:          conn.NewStdNetBind(),
-		self:           o.Self,
-		isControl:      o.IsControl,
-		onControl:      o.OnControl,
-		onControlBatch: o.OnControlBatch,
-		log:            o.Logger,
-		injectq:        make(chan injected, injectQueueLen),
+		inner:     conn.NewStdNetBind(),
+		self:      o.Self,
+		isControl: o.IsControl,
+		onControl: o.OnControl,
+		log:       o.Logger,
+		injectq:   make(chan injected, injectQueueLen),
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
-	if b.isControl != nil && b.onControl == nil && b.onControlBatch == nil {
-		b.onControl = func([]byte, netip.AddrPort) {}
+	if b.isControl != nil && b.onControl == nil {
+		b.onControl = func([][]byte, []netip.AddrPort) {}
 	}
 	b.bufs.New = func() any { s := make([]byte, 0, injectBufSize); return &s }
 	b.tables.Store(&tables{})
@@ -239,19 +233,15 @@ func (b *Bind) demux(recv conn.ReceiveFunc) conn.ReceiveFunc {
 			case b.isControl != nil && b.isControl(pkt):
 				ctl++
 				sizes[i] = 0
-				if b.onControlBatch != nil {
-					ctlPkts = append(ctlPkts, bytes.Clone(pkt))
-					ctlSrcs = append(ctlSrcs, unmap(std.AddrPort))
-				} else {
-					b.onControl(bytes.Clone(pkt), unmap(std.AddrPort))
-				}
+				ctlPkts = append(ctlPkts, bytes.Clone(pkt))
+				ctlSrcs = append(ctlSrcs, unmap(std.AddrPort))
 			default:
 				drop++
 				sizes[i] = 0
 			}
 		}
 		if len(ctlPkts) > 0 {
-			b.onControlBatch(ctlPkts, ctlSrcs)
+			b.onControl(ctlPkts, ctlSrcs)
 		}
 		b.stats.wireGuardIn.Add(wg)
 		b.stats.controlIn.Add(ctl)

@@ -70,7 +70,7 @@ func TestDemux(t *testing.T) {
 	var gotSrc []netip.AddrPort
 	b := NewBind(BindOptions{
 		IsControl: isTestControl,
-		OnControl: func(p []byte, src netip.AddrPort) { gotCtl, gotSrc = append(gotCtl, p), append(gotSrc, src) },
+		OnControl: func(p [][]byte, src []netip.AddrPort) { gotCtl, gotSrc = append(gotCtl, p...), append(gotSrc, src...) },
 	})
 	peer := testKey(t).Public()
 	learned := netip.MustParseAddrPort("192.0.2.1:1000")
@@ -188,8 +188,12 @@ func openBind(t *testing.T) *testBind {
 	tb := &testBind{wg: make(chan received, 4096), ctl: make(chan control, 64)}
 	tb.Bind = NewBind(BindOptions{
 		IsControl: isTestControl,
-		OnControl: func(p []byte, src netip.AddrPort) { tb.ctl <- control{p, src} },
-		Logger:    testLogger(t),
+		OnControl: func(ps [][]byte, srcs []netip.AddrPort) {
+			for i, p := range ps {
+				tb.ctl <- control{p, srcs[i]}
+			}
+		},
+		Logger: testLogger(t),
 	})
 	fns, port, err := tb.Open(0)
 	if err != nil {
@@ -707,7 +711,7 @@ func checkGoroutines(t *testing.T) {
 // BenchmarkDemux measures the receive wrapper's cost per datagram on a full batch of
 // WireGuard data packets from a learned address (the fake inner receive costs nothing).
 func BenchmarkDemux(b *testing.B) {
-	bind := NewBind(BindOptions{IsControl: isTestControl, OnControl: func([]byte, netip.AddrPort) {}})
+	bind := NewBind(BindOptions{IsControl: isTestControl, OnControl: func([][]byte, []netip.AddrPort) {}})
 	src := netip.MustParseAddrPort("192.0.2.1:51820")
 	for i := range 100 { // a node with a hundred peers
 		var k key.Public
@@ -738,7 +742,7 @@ func BenchmarkDemux(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/packet")
 }
 
-// TestDemuxBatch: with OnControlBatch, the control messages of one receive
+// TestDemuxBatch: the control messages of one receive
 // call arrive together, in order, as copies, with their sources.
 func TestDemuxBatch(t *testing.T) {
 	var calls int
@@ -746,7 +750,7 @@ func TestDemuxBatch(t *testing.T) {
 	var gotSrc []netip.AddrPort
 	b := NewBind(BindOptions{
 		IsControl: isTestControl,
-		OnControlBatch: func(p [][]byte, src []netip.AddrPort) {
+		OnControl: func(p [][]byte, src []netip.AddrPort) {
 			calls++
 			gotCtl, gotSrc = append(gotCtl, p...), append(gotSrc, src...)
 		},
@@ -777,7 +781,7 @@ func TestDemuxBatch(t *testing.T) {
 	}
 	bufs[0][1] = 9
 	if gotCtl[0][1] != 1 {
-		t.Error("OnControlBatch got the device's buffer, not a copy")
+		t.Error("OnControl got the device's buffer, not a copy")
 	}
 }
 
