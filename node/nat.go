@@ -147,12 +147,6 @@ func (nd *Node) startRelay() error {
 			_, err := nd.dht.Ping(ctx, dht.Contact{Key: k, Addr: addr})
 			return time.Since(start), err
 		},
-		Deliver: func(peer key.Public, pkt []byte) error {
-			if !nd.isPeer(peer) {
-				return nil // only trusted peers' packets reach WireGuard
-			}
-			return nd.bind.Inject(pkt, peer)
-		},
 		Self:   nd.pub,
 		Logger: nd.log.With("sub", "relay"),
 	})

@@ -260,22 +260,26 @@ func (nd *Node) drain(fn conn.ReceiveFunc) {
 }
 
 // handleControl is the Bind's control-message callback: it opens each
-// envelope of one receive call and hands the message on, on the receive
-// goroutine it was called on. Relayed WireGuard packets come this way, so
-// a queue between the socket and here would reorder or drop them under
-// load; every handler is short and never blocks. The Relay messages of
-// the batch are forwarded together, a burst to one node in one write.
-func (nd *Node) handleControl(pkts [][]byte, srcs []netip.AddrPort) {
+// envelope of one receive call, in place, and hands the message on, on the
+// receive goroutine it was called on. Relayed WireGuard packets come this
+// way, so a queue between the socket and here would reorder or drop them
+// under load; every handler is short and never blocks. The Relay messages
+// of the batch are forwarded together, a burst to one node in one write;
+// the WireGuard packets inside Relayed messages from trusted peers go back
+// to the device in the same batch. Nothing may keep a message: it lies in
+// the device's buffer.
+func (nd *Node) handleControl(msgs []tunnel.Control) {
 	if !nd.ready.Load() {
 		return // New has not finished: a peer was quick
 	}
 	var fwd forwards
-	for i, pkt := range pkts {
-		from, m, err := nd.codec.Open(pkt)
+	for i := range msgs {
+		c := &msgs[i]
+		from, m, err := nd.codec.OpenInPlace(c.Pkt)
 		if err != nil {
 			continue // counted by the codec
 		}
-		src := srcs[i]
+		src := c.Src
 		nd.observe(from, src)
 		switch m := m.(type) {
 		case wire.Pong:
@@ -285,12 +289,16 @@ func (nd *Node) handleControl(pkts [][]byte, srcs []netip.AddrPort) {
 				fwd.add(m.Dst, addr, from, m)
 			}
 			continue
+		case wire.Relayed:
+			// From any relay (see package relay), for trusted peers only.
+			if nd.isPeer(m.Src) {
+				c.Relayed, c.Peer = m.Payload, m.Src
+			}
+			continue
 		}
 		// The puncher sees every message (a peer's new port shows up in
 		// any of them) and consumes its own.
-		_ = nd.punch.Handle(from, src, m) ||
-			nd.relayClient.Handle(from, src, m) ||
-			nd.dht.Handle(from, src, m)
+		_ = nd.punch.Handle(from, src, m) || nd.dht.Handle(from, src, m)
 	}
 	for _, f := range fwd {
 		if err := nd.SendBatch(f.dst, f.addr, f.msgs); err != nil {

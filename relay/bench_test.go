@@ -80,12 +80,17 @@ func BenchmarkRelay(b *testing.B) {
 					Ping: func(context.Context, key.Public, netip.AddrPort) (time.Duration, error) {
 						return time.Millisecond, nil
 					},
-					Deliver: func(key.Public, []byte) error { delivered++; return nil },
 				})
 				if err != nil {
 					b.Fatal(err)
 				}
-				n.handle = c.Handle
+				n.handle = func(_ key.Public, _ netip.AddrPort, m wire.Message) bool {
+					_, ok := m.(wire.Relayed)
+					if ok {
+						delivered++
+					}
+					return ok
+				}
 				return c
 			}
 			ca := newClient(a)

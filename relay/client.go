@@ -30,7 +30,7 @@ const (
 // ErrNoRelay is returned by Client.Send for a peer without a relay.
 var ErrNoRelay = errors.New("relay: no relay for peer")
 
-// ClientConfig configures a Client. Send, Ping and Deliver are required;
+// ClientConfig configures a Client. Send and Ping are required;
 // every other zero value means the default written next to the field.
 type ClientConfig struct {
 	// Send seals m for the node to and sends it to addr: the node's Send
@@ -46,9 +46,6 @@ type ClientConfig struct {
 	// Ping pings a relay and returns the round-trip time; it must return
 	// when ctx is done. The node's dht.Server.Ping, timed. Required.
 	Ping func(ctx context.Context, relay key.Public, addr netip.AddrPort) (time.Duration, error)
-	// Deliver hands a WireGuard packet that peer sent us through a relay
-	// to the device (tunnel.Bind.Inject). It must not keep pkt. Required.
-	Deliver func(peer key.Public, pkt []byte) error
 	// Self is this node's key, never used as a relay.
 	Self key.Public
 	// PingInterval is how often a relay in use is pinged. Zero means
@@ -125,23 +122,21 @@ type relayState struct {
 // ClientStats are a Client's counters. Bytes are UDP payload, envelope
 // included.
 type ClientStats struct {
-	Sent          uint64 // Relay frames sent
-	SentBytes     uint64
-	SendErrors    uint64 // Relay frames Send failed on
-	NoRelay       uint64 // packets dropped: no relay for their peer
-	Delivered     uint64 // Relayed payloads Deliver took
-	DeliverErrors uint64 // Relayed payloads Deliver refused
-	Switches      uint64 // times a peer moved from one relay to another
+	Sent       uint64 // Relay frames sent
+	SentBytes  uint64
+	SendErrors uint64 // Relay frames Send failed on
+	NoRelay    uint64 // packets dropped: no relay for their peer
+	Switches   uint64 // times a peer moved from one relay to another
 }
 
 type clientCounters struct {
-	sent, sentBytes, sendErrors, noRelay, delivered, deliverErrors, switches atomic.Uint64
+	sent, sentBytes, sendErrors, noRelay, switches atomic.Uint64
 }
 
 // NewClient returns a client for cfg. It starts no goroutine: call Run.
 func NewClient(cfg ClientConfig) (*Client, error) {
-	if cfg.Send == nil || cfg.Ping == nil || cfg.Deliver == nil {
-		return nil, errors.New("relay: ClientConfig.Send, Ping and Deliver are required")
+	if cfg.Send == nil || cfg.Ping == nil {
+		return nil, errors.New("relay: ClientConfig.Send and Ping are required")
 	}
 	if cfg.PingInterval <= 0 {
 		cfg.PingInterval = DefaultPingInterval
@@ -178,8 +173,7 @@ func (c *Client) Stats() ClientStats {
 	s := &c.stats
 	return ClientStats{
 		Sent: s.sent.Load(), SentBytes: s.sentBytes.Load(), SendErrors: s.sendErrors.Load(),
-		NoRelay: s.noRelay.Load(), Delivered: s.delivered.Load(), DeliverErrors: s.deliverErrors.Load(),
-		Switches: s.switches.Load(),
+		NoRelay: s.noRelay.Load(), Switches: s.switches.Load(),
 	}
 }
 
@@ -241,30 +235,6 @@ func (c *Client) sendBatch(peer key.Public, h *hop, bufs [][]byte) error {
 	c.stats.sent.Add(uint64(len(bufs)))
 	c.stats.sentBytes.Add(size)
 	return nil
-}
-
-// Handle processes one authenticated message from the node whose key is
-// from, received from src. It reports whether m is a Relayed, the one
-// message a Client consumes, and hands its payload to Deliver as a packet
-// from Src.
-//
-// A Relayed is accepted from any node, not only from the relays we chose:
-// each peer picks its own relay towards us, and the payload is a WireGuard
-// packet that the device authenticates end to end. A lying relay can only
-// have the device drop packets (a forged Src fails WireGuard's
-// authentication; a replay fails its counter), which it could as well by
-// not relaying; the codec's proof of work bounds who may try.
-func (c *Client) Handle(from key.Public, src netip.AddrPort, m wire.Message) bool {
-	r, ok := m.(wire.Relayed)
-	if !ok {
-		return false
-	}
-	if err := c.cfg.Deliver(r.Src, r.Payload); err != nil {
-		c.stats.deliverErrors.Add(1)
-	} else {
-		c.stats.delivered.Add(1)
-	}
-	return true
 }
 
 // Current returns the relay through which packets to peer go now.

@@ -87,17 +87,13 @@ func (f *fakeRelays) pingCount(k key.Public) int {
 
 // startClient returns a running client that sends to rec and pings f; it
 // stops with the test's context. For use inside a synctest bubble.
-func startClient(t *testing.T, rec *recorder, f *fakeRelays, deliver func(key.Public, []byte) error) *Client {
+func startClient(t *testing.T, rec *recorder, f *fakeRelays) *Client {
 	t.Helper()
-	if deliver == nil {
-		deliver = func(key.Public, []byte) error { return nil }
-	}
 	c, err := NewClient(ClientConfig{
-		Self:    self,
-		Send:    rec.Send,
-		Ping:    f.Ping,
-		Deliver: deliver,
-		Logger:  slog.New(slog.NewTextHandler(t.Output(), nil)),
+		Self:   self,
+		Send:   rec.Send,
+		Ping:   f.Ping,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +115,7 @@ func TestClientPicksFastest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeRelays(map[key.Public]time.Duration{relay1: 30 * time.Millisecond, relay2: 10 * time.Millisecond})
 		rec := &recorder{}
-		c := startClient(t, rec, f, nil)
+		c := startClient(t, rec, f)
 		c.SetCandidates(peerP, contacts(relay3, relay1, relay2)) // relay3 is down
 		if got := currentOf(t, c, peerP); got != relay3 {
 			t.Errorf("before any answer: relay %v, want the first candidate", got.Short(8))
@@ -153,7 +149,7 @@ func TestClientPicksFastest(t *testing.T) {
 func TestClientFailover(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeRelays(map[key.Public]time.Duration{relay1: 10 * time.Millisecond, relay2: 40 * time.Millisecond})
-		c := startClient(t, &recorder{}, f, nil)
+		c := startClient(t, &recorder{}, f)
 		c.SetCandidates(peerP, contacts(relay1, relay2))
 		time.Sleep(5 * time.Second)
 		if got := currentOf(t, c, peerP); got != relay1 {
@@ -192,7 +188,7 @@ func TestClientFailover(t *testing.T) {
 func TestClientKeepsLastRelay(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeRelays(map[key.Public]time.Duration{relay1: 10 * time.Millisecond})
-		c := startClient(t, &recorder{}, f, nil)
+		c := startClient(t, &recorder{}, f)
 		c.SetCandidates(peerP, contacts(relay1, relay2)) // relay2 is down
 		time.Sleep(5 * time.Second)
 		f.set(relay1, 0, false)
@@ -216,7 +212,7 @@ func TestClientKeepsLastRelay(t *testing.T) {
 func TestClientHysteresis(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeRelays(map[key.Public]time.Duration{relay1: 50 * time.Millisecond})
-		c := startClient(t, &recorder{}, f, nil)
+		c := startClient(t, &recorder{}, f)
 		c.SetCandidates(peerP, contacts(relay1))
 		time.Sleep(time.Second)
 		f.set(relay2, 45*time.Millisecond, true) // 10% faster: not worth it
@@ -240,7 +236,7 @@ func TestClientHysteresis(t *testing.T) {
 func TestClientSharesPings(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeRelays(map[key.Public]time.Duration{relay1: 10 * time.Millisecond, relay2: 30 * time.Millisecond})
-		c := startClient(t, &recorder{}, f, nil)
+		c := startClient(t, &recorder{}, f)
 		c.SetCandidates(peerP, contacts(relay1, relay2))
 		c.SetCandidates(peerQ, contacts(relay2, relay1))
 		time.Sleep(60 * time.Second)
@@ -256,7 +252,7 @@ func TestClientSharesPings(t *testing.T) {
 func TestClientCandidates(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeRelays(map[key.Public]time.Duration{})
-		c := startClient(t, &recorder{}, f, nil)
+		c := startClient(t, &recorder{}, f)
 		err := c.Send(peerP, [][]byte{wgData(64, 0), wgData(64, 1)})
 		if !errors.Is(err, ErrNoRelay) {
 			t.Errorf("Send without candidates: %v, want ErrNoRelay", err)
@@ -301,7 +297,7 @@ func TestClientCandidates(t *testing.T) {
 func TestClientSendErrors(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{}
-		c := startClient(t, rec, newFakeRelays(map[key.Public]time.Duration{relay1: time.Millisecond}), nil)
+		c := startClient(t, rec, newFakeRelays(map[key.Public]time.Duration{relay1: time.Millisecond}))
 		c.SetCandidates(peerP, contacts(relay1))
 		rec.fail(errSend)
 		err := c.Send(peerP, [][]byte{wgData(64, 0), wgData(64, 1), wgData(64, 2)})
@@ -314,49 +310,11 @@ func TestClientSendErrors(t *testing.T) {
 	})
 }
 
-func TestClientHandle(t *testing.T) {
-	type delivery struct {
-		Peer key.Public
-		Pkt  []byte
-	}
-	var got []delivery
-	deliverErr := error(nil)
-	c, err := NewClient(ClientConfig{
-		Send: (&recorder{}).Send,
-		Ping: newFakeRelays(nil).Ping,
-		Deliver: func(peer key.Public, pkt []byte) error {
-			got = append(got, delivery{peer, append([]byte(nil), pkt...)})
-			return deliverErr
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkt := wgData(200, 9)
-	// From a relay the client never chose: accepted (see Handle).
-	if !c.Handle(relay3, addrA, wire.Relayed{Src: peerP, Payload: pkt}) {
-		t.Fatal("Handle(Relayed) = false")
-	}
-	if diff := cmp.Diff([]delivery{{peerP, pkt}}, got); diff != "" {
-		t.Errorf("delivered (-want +got):\n%s", diff)
-	}
-	deliverErr = errors.New("test: unknown peer")
-	c.Handle(relay3, addrA, wire.Relayed{Src: peerQ, Payload: pkt})
-	for _, m := range []wire.Message{wire.Relay{Dst: peerP, Payload: pkt}, wire.Ping{}} {
-		if c.Handle(relay3, addrA, m) {
-			t.Errorf("Handle(%v) = true", m.Type())
-		}
-	}
-	if s := c.Stats(); s.Delivered != 1 || s.DeliverErrors != 1 {
-		t.Errorf("stats %+v: want 1 delivered, 1 refused", s)
-	}
-}
-
 func TestClientAddressChange(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rec := &recorder{}
 		f := newFakeRelays(map[key.Public]time.Duration{relay1: time.Millisecond})
-		c := startClient(t, rec, f, nil)
+		c := startClient(t, rec, f)
 		c.SetCandidates(peerP, contacts(relay1))
 		time.Sleep(time.Second)
 		moved := netip.MustParseAddrPort("192.0.2.99:1")

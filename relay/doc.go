@@ -1,8 +1,10 @@
 // Package relay carries WireGuard packets between two nodes that have no
 // direct path, through a third node that reaches both: the Server is the
-// relay's side, the Client the sender's and the receiver's.
+// relay's side, the Client the sender's. The receiver needs neither: its
+// node opens a Relayed and hands the payload back to its Bind, in the
+// receive batch it came in (tunnel.Control).
 //
-//	A's device ── Bind ── Client.Send ─ Relay{Dst: B} ─▶ Server (R) ─ Relayed{Src: A} ─▶ Client.Handle ── Deliver ── B's device
+//	A's device ── Bind ── Client.Send ─ Relay{Dst: B} ─▶ Server (R) ─ Relayed{Src: A} ─▶ B's Bind ── B's device
 //
 // The packets travel unchanged, already encrypted end to end by WireGuard,
 // inside the control protocol's authenticated envelope (wire.Relay and
@@ -54,14 +56,15 @@
 //
 // # Trust
 //
-// A Client delivers a Relayed from any relay, not only those it chose:
-// each peer chooses its own relay towards us, and the device authenticates
-// every payload. A lying relay can name the wrong source, replay, or drop;
-// WireGuard rejects the first two (no session under that peer's keys, a
-// used counter) and the third is always possible. tunnel.Bind.Inject, the
-// usual Deliver, only accepts WireGuard messages for known peers, and hands
-// the device the peer's own endpoint, so a relayed packet never makes
-// WireGuard roam.
+// A node takes a Relayed from any relay, not only those it chose: each
+// peer chooses its own relay towards us, and the device authenticates
+// every payload. A lying relay can replay, drop, or name the wrong source.
+// WireGuard rejects replays (a used counter), dropping is always possible,
+// and a packet passed off as another peer's only sends that peer's replies
+// astray until its next packet: no worse than dropping. The node hands
+// the device only WireGuard messages from trusted peers, with the peer's
+// own endpoint (tunnel.Control), so a relayed packet never makes WireGuard
+// roam.
 //
 // A relay sees who talks to whom, when and how much, as any router on the
 // path does; it cannot read or alter the traffic.
@@ -83,10 +86,10 @@
 //			_, err := nd.dht.Ping(ctx, dht.Contact{Key: k, Addr: a})
 //			return time.Since(start), err
 //		},
-//		Deliver: func(peer key.Public, pkt []byte) error { return nd.bind.Inject(pkt, peer) },
 //	})
 //	go cl.Run(ctx)
-//	// In the control loop, after the DHT: srv.Handle(from, src, m) || cl.Handle(from, src, m).
+//	// In the control callback: a Relay goes to srv.Route and out again;
+//	// a Relayed from a trusted peer back to the device (tunnel.Control).
 //	// For a peer without a direct path:
 //	cl.SetCandidates(peer, lookup.Vias)
 //	nd.bind.SetPath(peer, tunnel.Path{Relay: func(bufs [][]byte) error { return cl.Send(peer, bufs) }})

@@ -24,16 +24,7 @@ var (
 	ErrNoPath       = errors.New("tunnel: no path to peer")
 	ErrUnknownPeer  = errors.New("tunnel: peer unknown to the bind")
 	ErrNotWireGuard = errors.New("tunnel: not a WireGuard message")
-	ErrQueueFull    = errors.New("tunnel: inject queue full")
 	ErrBadPath      = errors.New("tunnel: path has both Direct and Relay")
-)
-
-const (
-	// injectQueueLen bounds the relayed packets waiting for the device.
-	injectQueueLen = 1024
-	// injectBufSize is the starting capacity of a pooled inject buffer: a full
-	// DefaultMTU packet plus WireGuard's overhead fits.
-	injectBufSize = 2048
 )
 
 // BindOptions configures a Bind. The zero value is a Bind that passes WireGuard and drops
@@ -48,15 +39,33 @@ type BindOptions struct {
 	// Nil means none is. It runs on the receive path for every such datagram.
 	IsControl func(pkt []byte) bool
 
-	// OnControl receives the control messages of one receive call together
-	// (copies the callee owns, with their unmapped sources), so that it can
-	// answer them in batches too (a relay forwards a burst in one UDP GSO
-	// write). It runs on a receive goroutine of the device: keep it short.
-	// Required when IsControl is set.
-	OnControl func(pkts [][]byte, srcs []netip.AddrPort)
+	// OnControl receives the control messages of one receive call together,
+	// so that it can answer them in batches too (a relay forwards a burst in
+	// one UDP GSO write), and hand relayed WireGuard packets back to the
+	// device in the same batch (see Control). It runs on a receive goroutine
+	// of the device: keep it short. Required when IsControl is set.
+	OnControl func(msgs []Control)
 
 	// Logger; nil discards.
 	Logger *slog.Logger
+}
+
+// A Control is a control message as OnControl sees it.
+type Control struct {
+	// Pkt is the datagram, in the device's receive buffer: valid only
+	// during OnControl, which may overwrite it (open it in place).
+	Pkt []byte
+	Src netip.AddrPort // where it came from
+
+	// Relayed, set by OnControl, is a WireGuard packet that came inside
+	// Pkt through a relay, from Peer. The Bind hands it to the device in
+	// the same receive batch, from Peer's endpoint (so WireGuard does not
+	// roam), if it looks like WireGuard and Peer is known to the Bind;
+	// otherwise it is counted and dropped.
+	Relayed []byte
+	Peer    key.Public
+
+	i int // index in the receive batch
 }
 
 // Bind is wh's conn.Bind: wireguard-go's StdNetBind plus the control-message demultiplexer,
@@ -68,18 +77,15 @@ type Bind struct {
 	inner     conn.Bind  // a *conn.StdNetBind; safe for concurrent Send
 	self      key.Public // breaks ties between held initiations; may be zero
 	isControl func([]byte) bool
-	onControl func([][]byte, []netip.AddrPort)
+	onControl func([]Control)
 	log       *slog.Logger
-	injectq   chan injected // relayed packets for the device, bounded
-	bufs      sync.Pool     // of *[]byte for injectq
 
 	tables atomic.Pointer[tables] // immutable snapshot; replaced under mu
 	open   atomic.Bool
 	stats  counters
 
-	mu      sync.Mutex    // guards the fields below and serializes table updates
-	closing chan struct{} // closed by Close; made by Open; ends the inject receive func
-	port    uint16        // from the last successful Open
+	mu   sync.Mutex // guards the fields below and serializes table updates
+	port uint16     // from the last successful Open
 }
 
 // tables are the Bind's peer maps. A snapshot is never modified: writers copy it under
@@ -88,12 +94,6 @@ type tables struct {
 	byKey  map[key.Public]*peerEndpoint
 	byID   map[netip.AddrPort]*peerEndpoint // synthetic address → endpoint
 	byAddr map[netip.AddrPort]*peerEndpoint // learned underlay address → endpoint
-}
-
-// injected is a relayed WireGuard packet waiting for the device.
-type injected struct {
-	buf  *[]byte // from Bind.bufs
-	peer *peerEndpoint
 }
 
 var _ conn.Bind = (*Bind)(nil)
@@ -106,21 +106,19 @@ func NewBind(o BindOptions) *Bind {
 		isControl: o.IsControl,
 		onControl: o.OnControl,
 		log:       o.Logger,
-		injectq:   make(chan injected, injectQueueLen),
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
 	if b.isControl != nil && b.onControl == nil {
-		b.onControl = func([][]byte, []netip.AddrPort) {}
+		b.onControl = func([]Control) {}
 	}
-	b.bufs.New = func() any { s := make([]byte, 0, injectBufSize); return &s }
 	b.tables.Store(&tables{})
 	return b
 }
 
 // Open implements conn.Bind. It opens the IPv4 and IPv6 sockets on port (0: random) and
-// returns their demultiplexing receive functions plus one for injected packets.
+// returns their demultiplexing receive functions.
 func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -128,12 +126,10 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	out := make([]conn.ReceiveFunc, 0, len(fns)+1)
+	out := make([]conn.ReceiveFunc, 0, len(fns))
 	for _, fn := range fns {
 		out = append(out, b.demux(fn))
 	}
-	b.closing = make(chan struct{})
-	out = append(out, b.receiveInjected(b.closing))
 	b.port = actual
 	b.open.Store(true)
 	return out, actual, nil
@@ -145,21 +141,7 @@ func (b *Bind) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.open.Store(false)
-	err := b.inner.Close()
-	if b.closing != nil {
-		close(b.closing)
-		b.closing = nil
-	}
-	for {
-		select {
-		case p := <-b.injectq:
-			b.bufs.Put(p.buf)
-			continue
-		default:
-		}
-		break
-	}
-	return err
+	return b.inner.Close()
 }
 
 // Port is the UDP port of the last successful Open: the port to announce. It changes only
@@ -194,16 +176,18 @@ func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
 
 // demux wraps one of StdNetBind's receive functions; see the package documentation.
 // Per batch it loads the tables once and touches the shared counters once.
+// The device calls each receive function from one goroutine, so the
+// Control slice is the function's own, reused from batch to batch.
 func (b *Bind) demux(recv conn.ReceiveFunc) conn.ReceiveFunc {
+	var ctls []Control
 	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		n, err := recv(bufs, sizes, eps)
 		if err != nil {
 			return n, err
 		}
 		t := b.tables.Load()
-		var wg, ctl, drop uint64
-		var ctlPkts [][]byte
-		var ctlSrcs []netip.AddrPort
+		var wg, drop uint64
+		ctls = ctls[:0]
 		var lastSrc netip.AddrPort // GRO batches come from one source: cache its lookup
 		var lastPeer *peerEndpoint
 		for i := range n {
@@ -231,59 +215,47 @@ func (b *Bind) demux(recv conn.ReceiveFunc) conn.ReceiveFunc {
 					}
 				}
 			case b.isControl != nil && b.isControl(pkt):
-				ctl++
 				sizes[i] = 0
-				ctlPkts = append(ctlPkts, bytes.Clone(pkt))
-				ctlSrcs = append(ctlSrcs, unmap(std.AddrPort))
+				ctls = append(ctls, Control{Pkt: pkt, Src: unmap(std.AddrPort), i: i})
 			default:
 				drop++
 				sizes[i] = 0
 			}
 		}
-		if len(ctlPkts) > 0 {
-			b.onControl(ctlPkts, ctlSrcs)
+		if len(ctls) > 0 {
+			b.onControl(ctls)
+			b.unwrapRelayed(t, ctls, bufs, sizes, eps)
+			b.stats.controlIn.Add(uint64(len(ctls)))
 		}
 		b.stats.wireGuardIn.Add(wg)
-		b.stats.controlIn.Add(ctl)
 		b.stats.dropUnknown.Add(drop)
 		return n, nil
 	}
 }
 
-// receiveInjected returns the receive function that hands injected packets to the device.
-// It returns net.ErrClosed once closing is closed.
-func (b *Bind) receiveInjected(closing <-chan struct{}) conn.ReceiveFunc {
-	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-		var p injected
-		select {
-		case <-closing:
-			return 0, net.ErrClosed
-		default:
+// unwrapRelayed puts the WireGuard packets OnControl found inside control
+// messages in the control messages' places in the batch.
+func (b *Bind) unwrapRelayed(t *tables, ctls []Control, bufs [][]byte, sizes []int, eps []conn.Endpoint) {
+	var in, drop uint64
+	for j := range ctls {
+		c := &ctls[j]
+		if c.Relayed == nil {
+			continue
 		}
-		select {
-		case <-closing:
-			return 0, net.ErrClosed
-		case p = <-b.injectq:
+		pe := t.byKey[c.Peer]
+		if pe == nil || !looksLikeWireGuard(c.Relayed) || len(c.Relayed) > len(bufs[c.i]) {
+			drop++
+			continue
 		}
-		n := 0
-		for {
-			sizes[n] = copy(bufs[n], *p.buf) // Inject bounds len to the device's buffers
-			eps[n] = p.peer
-			b.bufs.Put(p.buf)
-			n++
-			if n == len(bufs) {
-				break
-			}
-			select {
-			case p = <-b.injectq:
-				continue
-			default:
-			}
-			break
+		if c.Relayed[0] == 1 {
+			pe.initiationIn.Store(time.Now().UnixNano())
 		}
-		b.stats.injectedIn.Add(uint64(n))
-		return n, nil
+		sizes[c.i] = copy(bufs[c.i], c.Relayed) // within one buffer: copy allows the overlap
+		eps[c.i] = pe
+		in++
 	}
+	b.stats.relayedIn.Add(in)
+	b.stats.dropRelayedInvalid.Add(drop)
 }
 
 // Send implements conn.Bind. For a peer's endpoint, and for a plain endpoint whose address
@@ -366,38 +338,6 @@ func (b *Bind) SendControls(pkts [][]byte, dst netip.AddrPort) error {
 	}
 	b.stats.controlOut.Add(uint64(len(pkts)))
 	return nil
-}
-
-// Inject queues a WireGuard packet that reached us through a relay from peer. The packet
-// is copied. It returns ErrNotWireGuard, ErrUnknownPeer (no SetPath, Learn or device peer
-// for it), net.ErrClosed or ErrQueueFull when the packet was dropped; all are counted.
-func (b *Bind) Inject(pkt []byte, from key.Public) error {
-	if !looksLikeWireGuard(pkt) || len(pkt) > device.MaxMessageSize {
-		b.stats.dropInjectInvalid.Add(1)
-		return ErrNotWireGuard
-	}
-	pe := b.tables.Load().byKey[from]
-	if pe == nil {
-		b.stats.dropInjectInvalid.Add(1)
-		return ErrUnknownPeer
-	}
-	if !b.open.Load() {
-		b.stats.dropInjectClosed.Add(1)
-		return net.ErrClosed
-	}
-	if pkt[0] == 1 {
-		pe.initiationIn.Store(time.Now().UnixNano())
-	}
-	buf := b.bufs.Get().(*[]byte)
-	*buf = append((*buf)[:0], pkt...)
-	select {
-	case b.injectq <- injected{buf: buf, peer: pe}:
-		return nil
-	default:
-		b.bufs.Put(buf)
-		b.stats.dropInjectFull.Add(1)
-		return ErrQueueFull
-	}
 }
 
 // SetPath sets how packets to peer are sent from now on; see Path. The device does not
@@ -631,41 +571,36 @@ type Stats struct {
 	ControlOut   uint64 // control messages sent
 	WireGuardIn  uint64 // WireGuard messages received from the socket
 	WireGuardOut uint64 // WireGuard messages sent directly
-	InjectedIn   uint64 // relayed WireGuard messages handed to the device
+	RelayedIn    uint64 // relayed WireGuard messages handed to the device
 	RelayedOut   uint64 // WireGuard messages handed to a Relay func
 
-	DropUnknown       uint64 // received, neither WireGuard nor control
-	DropNoPath        uint64 // to a peer without a path
-	Held              uint64 // handshake messages held until the peer had a path
-	DropInjectInvalid uint64 // injected: not WireGuard, or from an unknown peer
-	DropInjectClosed  uint64 // injected while the Bind was closed
-	DropInjectFull    uint64 // injected while the queue was full
-	SendErrors        uint64 // failed direct or relayed sends
+	DropUnknown        uint64 // received, neither WireGuard nor control
+	DropNoPath         uint64 // to a peer without a path
+	Held               uint64 // handshake messages held until the peer had a path
+	DropRelayedInvalid uint64 // relayed: not WireGuard, too long, or from an unknown peer
+	SendErrors         uint64 // failed direct or relayed sends
 }
 
 // counters are Stats as they are counted.
 type counters struct {
-	controlIn, controlOut, wireGuardIn, wireGuardOut, injectedIn, relayedOut     atomic.Uint64
-	dropUnknown, dropNoPath, dropInjectInvalid, dropInjectClosed, dropInjectFull atomic.Uint64
-	sendErrors, held                                                             atomic.Uint64
+	controlIn, controlOut, wireGuardIn, wireGuardOut, relayedIn, relayedOut atomic.Uint64
+	dropUnknown, dropNoPath, dropRelayedInvalid, sendErrors, held           atomic.Uint64
 }
 
 // Stats returns the Bind's counters.
 func (b *Bind) Stats() Stats {
 	c := &b.stats
 	return Stats{
-		ControlIn:         c.controlIn.Load(),
-		ControlOut:        c.controlOut.Load(),
-		WireGuardIn:       c.wireGuardIn.Load(),
-		WireGuardOut:      c.wireGuardOut.Load(),
-		InjectedIn:        c.injectedIn.Load(),
-		RelayedOut:        c.relayedOut.Load(),
-		DropUnknown:       c.dropUnknown.Load(),
-		DropNoPath:        c.dropNoPath.Load(),
-		Held:              c.held.Load(),
-		DropInjectInvalid: c.dropInjectInvalid.Load(),
-		DropInjectClosed:  c.dropInjectClosed.Load(),
-		DropInjectFull:    c.dropInjectFull.Load(),
-		SendErrors:        c.sendErrors.Load(),
+		ControlIn:          c.controlIn.Load(),
+		ControlOut:         c.controlOut.Load(),
+		WireGuardIn:        c.wireGuardIn.Load(),
+		WireGuardOut:       c.wireGuardOut.Load(),
+		RelayedIn:          c.relayedIn.Load(),
+		RelayedOut:         c.relayedOut.Load(),
+		DropUnknown:        c.dropUnknown.Load(),
+		DropNoPath:         c.dropNoPath.Load(),
+		Held:               c.held.Load(),
+		DropRelayedInvalid: c.dropRelayedInvalid.Load(),
+		SendErrors:         c.sendErrors.Load(),
 	}
 }

@@ -20,6 +20,30 @@ import (
 // isTestControl is the stand-in for wire.IsControl in these tests.
 func isTestControl(pkt []byte) bool { return len(pkt) > 0 && pkt[0] == 0xff }
 
+// relayFrame is the stand-in for a relay frame in these tests: 0xff 'R',
+// the sender's key, the WireGuard packet.
+func relayFrame(from key.Public, pkt []byte) []byte {
+	return append(append([]byte{0xff, 'R'}, from[:]...), pkt...)
+}
+
+// unwrapTestRelay is the node's part of OnControl in these tests: it finds
+// the WireGuard packets in relay frames and passes the other control
+// messages, copied, to rest.
+func unwrapTestRelay(rest func(pkt []byte, src netip.AddrPort)) func([]Control) {
+	return func(msgs []Control) {
+		for i := range msgs {
+			m := &msgs[i]
+			if len(m.Pkt) >= 2+key.Size && m.Pkt[1] == 'R' {
+				m.Peer, m.Relayed = key.Public(m.Pkt[2:2+key.Size]), m.Pkt[2+key.Size:]
+				continue
+			}
+			if rest != nil {
+				rest(bytes.Clone(m.Pkt), m.Src)
+			}
+		}
+	}
+}
+
 // wgPacket returns a WireGuard-shaped message of type typ and the given size whose
 // bytes after the 4-byte type are tag.
 func wgPacket(typ byte, size int, tag byte) []byte {
@@ -70,15 +94,17 @@ func TestDemux(t *testing.T) {
 	var gotSrc []netip.AddrPort
 	b := NewBind(BindOptions{
 		IsControl: isTestControl,
-		OnControl: func(p [][]byte, src []netip.AddrPort) { gotCtl, gotSrc = append(gotCtl, p...), append(gotSrc, src...) },
+		OnControl: unwrapTestRelay(func(p []byte, src netip.AddrPort) {
+			gotCtl, gotSrc = append(gotCtl, p), append(gotSrc, src)
+		}),
 	})
-	peer := testKey(t).Public()
+	peer, stranger := testKey(t).Public(), testKey(t).Public()
 	learned := netip.MustParseAddrPort("192.0.2.1:1000")
 	if err := b.Learn(learned, peer); err != nil {
 		t.Fatal(err)
 	}
 	pe, _ := b.endpoint(peer)
-	stranger := netip.MustParseAddrPort("192.0.2.2:2000")
+	other := netip.MustParseAddrPort("192.0.2.2:2000")
 	mapped := netip.MustParseAddrPort("[::ffff:192.0.2.1]:1000")
 
 	type in struct {
@@ -87,10 +113,13 @@ func TestDemux(t *testing.T) {
 	}
 	batch := []in{
 		{dataPacket(1), learned},
-		{[]byte{0xff, 'h', 'i'}, stranger},
-		{dataPacket(2), stranger},
+		{[]byte{0xff, 'h', 'i'}, other},
+		{dataPacket(2), other},
 		{[]byte("garbage"), learned},
 		{wgPacket(1, 148, 3), mapped},
+		{relayFrame(peer, dataPacket(4)), other},                      // relayed from a peer
+		{relayFrame(stranger, dataPacket(5)), other},                  // from an unknown key
+		{relayFrame(peer, []byte("not wireguard at all, no")), other}, // not WireGuard
 	}
 	bufs := make([][]byte, len(batch))
 	sizes := make([]int, len(batch))
@@ -110,10 +139,13 @@ func TestDemux(t *testing.T) {
 	if err != nil || n != len(batch) {
 		t.Fatalf("recv = %d, %v", n, err)
 	}
-	if diff := cmp.Diff([]int{100, 0, 100, 0, 148}, sizes); diff != "" {
+	if diff := cmp.Diff([]int{100, 0, 100, 0, 148, 100, 0, 0}, sizes); diff != "" {
 		t.Errorf("sizes (-want +got):\n%s", diff)
 	}
-	for i, want := range []conn.Endpoint{pe, nil, nil, nil, pe} {
+	if !bytes.Equal(bufs[5][:sizes[5]], dataPacket(4)) {
+		t.Errorf("relayed packet in the batch: %x, want the frame's payload", bufs[5][:sizes[5]])
+	}
+	for i, want := range []conn.Endpoint{pe, nil, nil, nil, pe, pe} {
 		if want != nil && eps[i] != want {
 			t.Errorf("eps[%d] = %v, want the peer's endpoint", i, eps[i].DstToString())
 		}
@@ -124,14 +156,10 @@ func TestDemux(t *testing.T) {
 	if diff := cmp.Diff([][]byte{{0xff, 'h', 'i'}}, gotCtl); diff != "" {
 		t.Errorf("control messages (-want +got):\n%s", diff)
 	}
-	if len(gotSrc) != 1 || gotSrc[0] != stranger {
-		t.Errorf("control sources = %v, want [%v]", gotSrc, stranger)
+	if len(gotSrc) != 1 || gotSrc[0] != other {
+		t.Errorf("control sources = %v, want [%v]", gotSrc, other)
 	}
-	bufs[1][0] = 0 // the control message handed over must be a copy
-	if gotCtl[0][0] != 0xff {
-		t.Error("OnControl got the device's buffer, not a copy")
-	}
-	want := Stats{ControlIn: 1, WireGuardIn: 3, DropUnknown: 1}
+	want := Stats{ControlIn: 4, WireGuardIn: 3, RelayedIn: 1, DropUnknown: 1, DropRelayedInvalid: 2}
 	if diff := cmp.Diff(want, b.Stats()); diff != "" {
 		t.Errorf("stats (-want +got):\n%s", diff)
 	}
@@ -188,12 +216,8 @@ func openBind(t *testing.T) *testBind {
 	tb := &testBind{wg: make(chan received, 4096), ctl: make(chan control, 64)}
 	tb.Bind = NewBind(BindOptions{
 		IsControl: isTestControl,
-		OnControl: func(ps [][]byte, srcs []netip.AddrPort) {
-			for i, p := range ps {
-				tb.ctl <- control{p, srcs[i]}
-			}
-		},
-		Logger: testLogger(t),
+		OnControl: unwrapTestRelay(func(p []byte, src netip.AddrPort) { tb.ctl <- control{p, src} }),
+		Logger:    testLogger(t),
 	})
 	fns, port, err := tb.Open(0)
 	if err != nil {
@@ -387,12 +411,11 @@ func TestBindPaths(t *testing.T) {
 		var calls int
 		relay := func(bufs [][]byte) error {
 			calls++
+			var frames [][]byte
 			for _, p := range bufs {
-				if err := b.Inject(p, ka); err != nil {
-					return err
-				}
+				frames = append(frames, relayFrame(ka, p))
 			}
-			return nil
+			return a.SendControls(frames, b.addr())
 		}
 		if err := a.SetPath(kb, Path{Relay: relay}); err != nil {
 			t.Fatal(err)
@@ -446,11 +469,11 @@ func TestBindPaths(t *testing.T) {
 		}
 	})
 
-	want := Stats{WireGuardOut: 9, RelayedOut: 4, DropNoPath: 2, Held: 1}
+	want := Stats{WireGuardOut: 9, RelayedOut: 4, ControlOut: 4, DropNoPath: 2, Held: 1}
 	if diff := cmp.Diff(want, a.Stats()); diff != "" {
 		t.Errorf("a stats (-want +got):\n%s", diff)
 	}
-	want = Stats{WireGuardIn: 9, InjectedIn: 4}
+	want = Stats{WireGuardIn: 9, ControlIn: 4, RelayedIn: 4}
 	if diff := cmp.Diff(want, b.Stats()); diff != "" {
 		t.Errorf("b stats (-want +got):\n%s", diff)
 	}
@@ -480,64 +503,6 @@ func TestBindSendNoAllocs(t *testing.T) {
 	})
 	if allocs > 0 {
 		t.Errorf("%v allocations per direct Send, want 0", allocs)
-	}
-}
-
-func TestBindInject(t *testing.T) {
-	b := NewBind(BindOptions{})
-	peer := testKey(t).Public()
-	if err := b.Inject(dataPacket(1), peer); !errors.Is(err, ErrUnknownPeer) {
-		t.Errorf("Inject from unknown peer = %v, want ErrUnknownPeer", err)
-	}
-	if err := b.SetPath(peer, Path{}); err != nil { // makes the peer known
-		t.Fatal(err)
-	}
-	pe, _ := b.endpoint(peer)
-	if err := b.Inject(dataPacket(1), peer); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Inject while closed = %v, want net.ErrClosed", err)
-	}
-	fns, _, err := b.Open(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	injectFn := fns[len(fns)-1]
-	if err := b.Inject([]byte("\xffcontrol"), peer); !errors.Is(err, ErrNotWireGuard) {
-		t.Errorf("Inject of a non-WireGuard packet = %v, want ErrNotWireGuard", err)
-	}
-	for i := range injectQueueLen {
-		if err := b.Inject(dataPacket(byte(i)), peer); err != nil {
-			t.Fatalf("Inject %d: %v", i, err)
-		}
-	}
-	if err := b.Inject(dataPacket(0), peer); !errors.Is(err, ErrQueueFull) {
-		t.Errorf("Inject into a full queue = %v, want ErrQueueFull", err)
-	}
-
-	bufs := make([][]byte, b.BatchSize())
-	for i := range bufs {
-		bufs[i] = make([]byte, device.MaxMessageSize)
-	}
-	sizes := make([]int, len(bufs))
-	eps := make([]conn.Endpoint, len(bufs))
-	n, err := injectFn(bufs, sizes, eps)
-	if err != nil || n != len(bufs) {
-		t.Fatalf("inject receive = %d, %v; want a full batch of %d", n, err, len(bufs))
-	}
-	for i := range n {
-		if !bytes.Equal(bufs[i][:sizes[i]], dataPacket(byte(i))) || eps[i] != pe {
-			t.Fatalf("packet %d: %x from %v", i, bufs[i][:sizes[i]], eps[i])
-		}
-	}
-	want := Stats{InjectedIn: uint64(n), DropInjectInvalid: 2, DropInjectClosed: 1, DropInjectFull: 1}
-	if diff := cmp.Diff(want, b.Stats()); diff != "" {
-		t.Errorf("stats (-want +got):\n%s", diff)
-	}
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := injectFn(bufs, sizes, eps); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("inject receive after Close = %v, want net.ErrClosed", err)
 	}
 }
 
@@ -711,7 +676,7 @@ func checkGoroutines(t *testing.T) {
 // BenchmarkDemux measures the receive wrapper's cost per datagram on a full batch of
 // WireGuard data packets from a learned address (the fake inner receive costs nothing).
 func BenchmarkDemux(b *testing.B) {
-	bind := NewBind(BindOptions{IsControl: isTestControl, OnControl: func([][]byte, []netip.AddrPort) {}})
+	bind := NewBind(BindOptions{IsControl: isTestControl, OnControl: func([]Control) {}})
 	src := netip.MustParseAddrPort("192.0.2.1:51820")
 	for i := range 100 { // a node with a hundred peers
 		var k key.Public
@@ -743,16 +708,18 @@ func BenchmarkDemux(b *testing.B) {
 }
 
 // TestDemuxBatch: the control messages of one receive
-// call arrive together, in order, as copies, with their sources.
+// call arrive together, in order, with their sources.
 func TestDemuxBatch(t *testing.T) {
 	var calls int
 	var gotCtl [][]byte
 	var gotSrc []netip.AddrPort
 	b := NewBind(BindOptions{
 		IsControl: isTestControl,
-		OnControl: func(p [][]byte, src []netip.AddrPort) {
+		OnControl: func(msgs []Control) {
 			calls++
-			gotCtl, gotSrc = append(gotCtl, p...), append(gotSrc, src...)
+			for _, m := range msgs {
+				gotCtl, gotSrc = append(gotCtl, bytes.Clone(m.Pkt)), append(gotSrc, m.Src)
+			}
 		},
 	})
 	s1, s2 := netip.MustParseAddrPort("192.0.2.1:1"), netip.MustParseAddrPort("[::ffff:192.0.2.2]:2")
@@ -779,10 +746,6 @@ func TestDemuxBatch(t *testing.T) {
 	if diff := cmp.Diff([]netip.AddrPort{s1, netip.MustParseAddrPort("192.0.2.2:2")}, gotSrc, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
 		t.Errorf("sources (-want +got):\n%s", diff)
 	}
-	bufs[0][1] = 9
-	if gotCtl[0][1] != 1 {
-		t.Error("OnControl got the device's buffer, not a copy")
-	}
 }
 
 // TestHeldHandshakes: without a path, handshake messages are held and
@@ -805,7 +768,8 @@ func TestHeldHandshakes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			b := NewBind(BindOptions{}) // no Self: no tie-break delay
+			// No Self: no tie-break delay.
+			b := NewBind(BindOptions{IsControl: isTestControl, OnControl: unwrapTestRelay(nil)})
 			ep, err := b.endpoint(peer)
 			if err != nil {
 				t.Fatal(err)
@@ -816,9 +780,7 @@ func TestHeldHandshakes(t *testing.T) {
 			}
 			if tc.peerFirst {
 				time.Sleep(time.Millisecond)
-				if err := b.Inject(initiation, peer); err != nil {
-					t.Fatal(err)
-				}
+				receiveOne(t, b, relayFrame(peer, initiation))
 			}
 			var sent [][]byte
 			relay := func(bufs [][]byte) error {
@@ -838,5 +800,19 @@ func TestHeldHandshakes(t *testing.T) {
 				t.Errorf("sent when the path appeared (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// receiveOne has b's demultiplexer receive pkt, as if from the socket.
+func receiveOne(t *testing.T, b *Bind, pkt []byte) {
+	t.Helper()
+	recv := b.demux(func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		sizes[0] = copy(bufs[0], pkt)
+		eps[0] = &conn.StdNetEndpoint{AddrPort: netip.MustParseAddrPort("192.0.2.9:9")}
+		return 1, nil
+	})
+	bufs := [][]byte{make([]byte, device.MaxMessageSize)}
+	if _, err := recv(bufs, make([]int, 1), make([]conn.Endpoint, 1)); err != nil {
+		t.Fatal(err)
 	}
 }

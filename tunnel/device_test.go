@@ -36,7 +36,7 @@ func newStackNode(t *testing.T, ip string) *stackNode {
 	}
 	n.net = tnet
 	log := testLogger(t).With("node", ip)
-	n.bind = NewBind(BindOptions{Logger: log})
+	n.bind = NewBind(BindOptions{IsControl: isTestControl, OnControl: unwrapTestRelay(nil), Logger: log})
 	n.dev, err = New(Config{Private: n.priv, TUN: tdev, Bind: n.bind, Logger: log})
 	if err != nil {
 		tdev.Close()
@@ -71,15 +71,15 @@ func connect(t *testing.T, a, b *stackNode, learn bool) {
 	}
 }
 
-// relayTo returns a Relay func that delivers to dst as if a relay forwarded from src.
-func relayTo(dst *stackNode, src key.Public) func([][]byte) error {
+// relayTo returns a Relay func of src that sends to dst in relay frames, as
+// if through a relay.
+func relayTo(dst, src *stackNode) func([][]byte) error {
 	return func(bufs [][]byte) error {
-		for _, p := range bufs {
-			if err := dst.bind.Inject(p, src); err != nil && !errors.Is(err, ErrQueueFull) {
-				return err
-			}
+		frames := make([][]byte, len(bufs))
+		for i, p := range bufs {
+			frames[i] = relayFrame(src.pub, p)
 		}
-		return nil
+		return src.bind.SendControls(frames, dst.addr())
 	}
 }
 
@@ -156,13 +156,13 @@ func TestDevicesOverNetstack(t *testing.T) {
 	// Sends only: a packet sent directly just before the switch may still
 	// arrive after it.
 	direct := func(n *stackNode) uint64 { return n.bind.Stats().WireGuardOut }
-	relayed := func(n *stackNode) uint64 { s := n.bind.Stats(); return s.InjectedIn + s.RelayedOut }
+	relayed := func(n *stackNode) uint64 { s := n.bind.Stats(); return s.RelayedIn + s.RelayedOut }
 
 	t.Run("switch_to_relay", func(t *testing.T) {
-		if err := a.bind.SetPath(b.pub, Path{Relay: relayTo(b, a.pub)}); err != nil {
+		if err := a.bind.SetPath(b.pub, Path{Relay: relayTo(b, a)}); err != nil {
 			t.Fatal(err)
 		}
-		if err := b.bind.SetPath(a.pub, Path{Relay: relayTo(a, b.pub)}); err != nil {
+		if err := b.bind.SetPath(a.pub, Path{Relay: relayTo(a, b)}); err != nil {
 			t.Fatal(err)
 		}
 		// A Send that read the old path just before SetPath may finish
@@ -222,7 +222,7 @@ func TestDeviceRoaming(t *testing.T) {
 	if err := b.bind.Learn(a.addr(), a.pub); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.bind.SetPath(a.pub, Path{Relay: relayTo(a, b.pub)}); err != nil {
+	if err := b.bind.SetPath(a.pub, Path{Relay: relayTo(a, b)}); err != nil {
 		t.Fatal(err)
 	}
 	before := b.bind.Stats().RelayedOut

@@ -9,8 +9,10 @@
 //
 //	WireGuard  first 4 bytes a little-endian type 1..4, with the size that type requires
 //	           (initiation 148, response 92, cookie reply 64, data ≥ 32) → the device
-//	control    BindOptions.IsControl(pkt) → copied, handed to BindOptions.OnControl, and its
-//	           size set to 0 so the device skips it
+//	control    BindOptions.IsControl(pkt) → handed, in place, to BindOptions.OnControl with
+//	           the batch's other control messages, and its size set to 0 so the device
+//	           skips it; unless OnControl found a relayed WireGuard packet inside, which
+//	           then takes the message's place in the batch
 //	other      dropped and counted
 //
 // # Peers are endpoints, paths are the node's business
@@ -26,7 +28,9 @@
 // WireGuard, so sessions and the TCP connections inside them survive. Datagrams that arrive
 // from an address the node has Learned for a peer carry that peer's endpoint, which turns
 // wireguard-go's roaming (it adopts the source of every authenticated packet) into a no-op.
-// Packets relayed to us are Injected with the peer's endpoint.
+// Packets relayed to us reach the device in the receive batch they arrived in, with the
+// peer's endpoint: no queue, no copy to another buffer, and wireguard-go's batching (its
+// decryption workers, GRO towards the TUN) works for them as for direct packets.
 //
 // # MTU
 //

@@ -52,7 +52,7 @@ func (d *Device) watchMemory() {
 			return
 		case now := <-t.C:
 			s := d.bind.Stats()
-			if f.sample(now, s.WireGuardIn+s.WireGuardOut+s.InjectedIn+s.RelayedOut) {
+			if f.sample(now, s.WireGuardIn+s.WireGuardOut+s.RelayedIn+s.RelayedOut) {
 				// The first collection moves the pools into their victim caches,
 				// the second frees them; each also returns free pages to the OS.
 				debug.FreeOSMemory()

@@ -188,6 +188,49 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// TestOpenInPlace checks that OpenInPlace opens what Open opens, in the
+// packet's own buffer: a relay frame's payload points into it.
+func TestOpenInPlace(t *testing.T) {
+	clock := newFakeClock()
+	alice := NewCodec(newPrivate(t), testNamespace, 0, WithClock(clock.Now))
+	bob := NewCodec(newPrivate(t), testNamespace, 0, WithClock(clock.Now))
+	payloads := 0
+	for _, tt := range append(slices.Clone(validMessages), relayMessages...) {
+		pkt := seal(t, alice, bob.Public(), tt.m)
+		from, m, err := bob.OpenInPlace(pkt)
+		if err != nil || from != alice.Public() {
+			t.Fatalf("%s: OpenInPlace = %v, %v", tt.name, from, err)
+		}
+		if diff := cmp.Diff(tt.m, m, cmp.Comparer(addrPortEqual)); diff != "" {
+			t.Errorf("%s: message (-want +got):\n%s", tt.name, diff)
+		}
+		var payload []byte
+		switch m := m.(type) {
+		case Relay:
+			payload = m.Payload
+		case Relayed:
+			payload = m.Payload
+		}
+		if len(payload) > 0 {
+			payloads++
+			if &payload[0] != &pkt[HeaderLen+1+key.Size] {
+				t.Errorf("%s: payload copied out of the packet", tt.name)
+			}
+		}
+	}
+	if payloads != len(relayMessages) {
+		t.Errorf("%d payloads checked, want %d", payloads, len(relayMessages))
+	}
+	if _, _, err := bob.OpenInPlace([]byte{0xff, 0x77}); !errors.Is(err, ErrShort) {
+		t.Errorf("OpenInPlace(short) = %v, want ErrShort", err)
+	}
+	pkt := seal(t, alice, bob.Public(), Ping{})
+	pkt[len(pkt)-1] ^= 1
+	if _, _, err := bob.OpenInPlace(pkt); !errors.Is(err, ErrAuth) {
+		t.Errorf("OpenInPlace(tampered) = %v, want ErrAuth", err)
+	}
+}
+
 // TestMaxNodesFits checks that MaxNodes dual-stack nodes fit in a packet.
 func TestMaxNodesFits(t *testing.T) {
 	c := NewCodec(newPrivate(t), testNamespace, 0)
@@ -301,6 +344,10 @@ func TestOpenRejects(t *testing.T) {
 		}, ErrWorkbits, func(s *Stats) *uint64 { return &s.Underworked }},
 		{"underworked_and_tampered", 8, func(s setup) []byte {
 			return flip(seal(t, s.lazy, s.receiver.Public(), Ping{}), HeaderLen)
+		}, ErrWorkbits, func(s *Stats) *uint64 { return &s.Underworked }},
+		{"underworked_and_cached", 8, func(s setup) []byte {
+			seal(t, s.receiver, s.lazy.Public(), Ping{}) // caches the lazy key
+			return seal(t, s.lazy, s.receiver.Public(), Ping{})
 		}, ErrWorkbits, func(s *Stats) *uint64 { return &s.Underworked }},
 		{"low_order_sender", 0, func(s setup) []byte {
 			pkt := seal(t, s.worked, s.receiver.Public(), Ping{})

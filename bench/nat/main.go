@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -35,11 +36,16 @@ func main() {
 	whBin := flag.String("wh", "bin/wh", "the wh binary")
 	runs := flag.Int("runs", 5, "runs of the timing measurements")
 	secs := flag.Int("t", 10, "iperf3 seconds per throughput run")
+	profile := flag.String("profile", "", "write each wh process's CPU profile to this directory (as NAME.pprof)")
 	flag.Parse()
 	if err := lab.Check(); err != nil {
 		fail(err)
 	}
 	bin, _ := filepath.Abs(*whBin)
+	if *profile != "" {
+		profileDir, _ = filepath.Abs(*profile)
+		os.MkdirAll(profileDir, 0o755)
+	}
 
 	var direct, relayed []time.Duration
 	for i := range *runs {
@@ -68,8 +74,15 @@ func main() {
 		if p := n.path("sym1", "sym2"); p.Path != node.PathRelay {
 			r.Fatalf("symmetric pair is %s, not relayed", p.Path)
 		}
+		c0 := n.cpu()
 		gd := n.iperf("res1", "res2", *secs)
+		c1 := n.cpu()
 		gr := n.iperf("sym1", "sym2", *secs)
+		c2 := n.cpu()
+		fmt.Printf("CPU seconds per GB moved (machine: every process and the routers' kernel work):\n")
+		for _, k := range slices.Sorted(maps.Keys(c0)) {
+			fmt.Printf("  %-8s direct %6.2f  relayed %6.2f\n", k, (c1[k]-c0[k])/(gd/8*float64(*secs)), (c2[k]-c1[k])/(gr/8*float64(*secs)))
+		}
 		fmt.Printf("throughput: direct %.2f Gbit/s, relayed %.2f Gbit/s, relayed/direct %.2f (target ≥ 0.5: %s)\n",
 			gd, gr, gr/gd, verdict(gr/gd >= 0.5))
 	})
@@ -77,6 +90,9 @@ func main() {
 		fail(err)
 	}
 }
+
+// profileDir, when set, receives the wh processes' CPU profiles.
+var profileDir string
 
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "bench/nat:", err)
@@ -107,11 +123,12 @@ type benchNet struct {
 	keys  map[string]string
 	ips   map[string]string
 	ifs   map[string]string
+	procs map[string]*lab.Proc
 }
 
 func newNet(t *lab.Runner, bin string) *benchNet {
 	l := lab.New(t)
-	n := &benchNet{t: t, bin: bin, hosts: map[string]*lab.Host{}, keys: map[string]string{}, ips: map[string]string{}, ifs: map[string]string{}}
+	n := &benchNet{t: t, bin: bin, hosts: map[string]*lab.Host{}, keys: map[string]string{}, ips: map[string]string{}, ifs: map[string]string{}, procs: map[string]*lab.Proc{}}
 	n.hosts["boot"] = l.Public("boot")
 	n.hosts["relay"] = l.Public("relay")
 	n.hosts["res1"] = l.NAT("r1", lab.Restricted).Add("res1")
@@ -156,7 +173,11 @@ func (n *benchNet) up(names ...string) {
 		if name == "boot" || name == "relay" {
 			args = append(args, "listen-port", "62096")
 		}
-		n.hosts[name].Start("wh", nil, n.bin, args...)
+		var env []string
+		if profileDir != "" {
+			env = append(env, "WH_CPUPROFILE="+filepath.Join(profileDir, name+".pprof"))
+		}
+		n.procs[name] = n.hosts[name].Start("wh", env, n.bin, args...)
 	}
 }
 
@@ -212,6 +233,36 @@ func (n *benchNet) firstPing(a, b string) time.Duration {
 	}
 	n.t.Fatalf("%s→%s: no ping reply within 30 s", a, b)
 	return 0
+}
+
+// cpu returns the CPU seconds used so far by each wh process, and by the
+// whole machine ("machine"), from /proc.
+func (n *benchNet) cpu() map[string]float64 {
+	const tick = 100 // USER_HZ
+	m := map[string]float64{}
+	for name, p := range n.procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		m[name] = (ut + st) / tick
+	}
+	b, _ := os.ReadFile("/proc/stat")
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)[1:]
+	var busy float64
+	for i, v := range f {
+		x, _ := strconv.ParseFloat(v, 64)
+		if i != 3 && i != 4 { // idle, iowait
+			busy += x
+		}
+	}
+	m["machine"] = busy / tick
+	return m
 }
 
 // iperf runs iperf3 from a to b over the overlay and returns Gbit/s.

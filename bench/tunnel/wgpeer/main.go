@@ -130,7 +130,7 @@ func startWH(o options) (func(), error) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	bind := tunnel.NewBind(tunnel.BindOptions{
 		IsControl: func(pkt []byte) bool { return len(pkt) > 0 && pkt[0] == 0xff },
-		OnControl: func([][]byte, []netip.AddrPort) {},
+		OnControl: func([]tunnel.Control) {},
 		Logger:    log,
 	})
 	dev, err := tunnel.New(tunnel.Config{
