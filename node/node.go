@@ -301,7 +301,7 @@ func (nd *Node) handleControl(msgs []tunnel.Control) {
 		_ = nd.punch.Handle(from, src, m) || nd.dht.Handle(from, src, m)
 	}
 	for _, f := range fwd {
-		if err := nd.SendBatch(f.dst, f.addr, f.msgs); err != nil {
+		if err := nd.SendBatch(f.dst, f.addr, f.msgs()); err != nil {
 			for _, r := range f.relays {
 				nd.relayServer.SendFailed(r)
 			}
@@ -313,10 +313,20 @@ func (nd *Node) handleControl(msgs []tunnel.Control) {
 type forwards []*forward
 
 type forward struct {
-	dst    key.Public
-	addr   netip.AddrPort
-	relays []wire.Relay
-	msgs   []wire.Message
+	dst     key.Public
+	addr    netip.AddrPort
+	relays  []wire.Relay
+	relayed []wire.Relayed
+}
+
+// msgs returns f's Relayed messages as Messages: pointers, which box
+// without an allocation each.
+func (f *forward) msgs() []wire.Message {
+	ms := make([]wire.Message, len(f.relayed))
+	for i := range f.relayed {
+		ms[i] = &f.relayed[i]
+	}
+	return ms
 }
 
 func (f *forwards) add(dst key.Public, addr netip.AddrPort, src key.Public, r wire.Relay) {
@@ -331,20 +341,29 @@ func (f *forwards) add(dst key.Public, addr netip.AddrPort, src key.Public, r wi
 		*f = append(*f, cur)
 	}
 	cur.relays = append(cur.relays, r)
-	cur.msgs = append(cur.msgs, wire.Relayed{Src: src, Payload: r.Payload})
+	cur.relayed = append(cur.relayed, wire.Relayed{Src: src, Payload: r.Payload})
 }
 
 // SendBatch seals ms for to and sends them from the node's port in one
 // write (relay.ClientConfig.SendBatch). The packets are sealed one after
-// the other into one buffer with room to spare: StdNetBind coalesces a
-// batch into UDP GSO segments by appending each packet to the first one's
+// the other into 64 KiB buffers: StdNetBind coalesces a batch into UDP GSO
+// segments (of at most 64 KiB) by appending each packet to the first one's
 // spare capacity, which separate 1500-byte buffers do not have.
 func (nd *Node) SendBatch(to key.Public, addr netip.AddrPort, ms []wire.Message) error {
-	bp := batchBufs.Get().(*[]byte)
-	defer batchBufs.Put(bp)
-	buf := (*bp)[:0]
+	var used []*[]byte
+	defer func() {
+		for _, bp := range used {
+			batchBufs.Put(bp)
+		}
+	}()
+	var buf []byte
 	pkts := make([][]byte, len(ms))
 	for i, m := range ms {
+		if cap(buf)-len(buf) < wire.MaxRelayPacketSize {
+			bp := batchBufs.Get().(*[]byte)
+			used = append(used, bp)
+			buf = (*bp)[:0]
+		}
 		start := len(buf)
 		var err error
 		if buf, err = nd.codec.Seal(buf, to, m); err != nil {
@@ -352,14 +371,10 @@ func (nd *Node) SendBatch(to key.Public, addr netip.AddrPort, ms []wire.Message)
 		}
 		pkts[i] = buf[start:]
 	}
-	if cap(buf) <= cap(*bp) {
-		*bp = buf[:0]
-	}
 	return nd.bind.SendControls(pkts, addr)
 }
 
-// batchBufs holds the buffers of SendBatch: a GSO write carries at most
-// 64 KiB.
+// batchBufs holds the buffers of SendBatch.
 var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // sendBufs holds buffers for sealed control messages, big enough for a

@@ -26,6 +26,9 @@ const (
 	Magic = "\xffwhc"
 	// Version is the envelope and message version this package speaks.
 	Version = 1
+	// FrameVersion marks a relay frame: the envelope of Relay and Relayed,
+	// whose payload is authenticated but not encrypted again (see relay.go).
+	FrameVersion = Version | 0x80
 
 	HeaderLen = len(Magic) + 1 + key.Size + 8 // 45
 	TagLen    = chacha20poly1305.Overhead     // 16
@@ -199,6 +202,9 @@ func (c *Codec) Seal(dst []byte, to key.Public, m Message) ([]byte, error) {
 	if err != nil {
 		return dst, fmt.Errorf("seal %v to %s: %w", m.Type(), to, err)
 	}
+	if f, ok := m.(framed); ok {
+		return c.sealFrame(dst, p, f)
+	}
 	start := len(dst)
 	b := append(dst, Magic...)
 	b = append(b, Version)
@@ -211,6 +217,27 @@ func (c *Codec) Seal(dst []byte, to key.Public, m Message) ([]byte, error) {
 	header := b[start : start+HeaderLen]
 	body := b[start+HeaderLen:]
 	b = p.send.Seal(b[:start+HeaderLen], nonce(header), body, header)
+	c.stats.sealed.Add(1)
+	return b, nil
+}
+
+// sealFrame is Seal for a relay frame: header, payload, then the frame's
+// type and key encrypted, and the tag over all of it.
+func (c *Codec) sealFrame(dst []byte, p *peer, f framed) ([]byte, error) {
+	t, k, payload := f.frame()
+	if err := checkPayload(t, len(payload)); err != nil {
+		return dst, err
+	}
+	start := len(dst)
+	b := append(dst, Magic...)
+	b = append(b, FrameVersion)
+	b = append(b, c.pub[:]...)
+	b = binary.BigEndian.AppendUint64(b, c.nextCounter())
+	b = append(b, payload...)
+	var trailer [RelayHeaderLen]byte
+	trailer[0] = byte(t)
+	copy(trailer[1:], k[:])
+	b = p.send.Seal(b, nonce(b[start:start+HeaderLen]), trailer[:], b[start:])
 	c.stats.sealed.Add(1)
 	return b, nil
 }
@@ -245,9 +272,12 @@ func (c *Codec) open(dst, pkt []byte) (from key.Public, m Message, err error) {
 		return drop(&s.short, ErrShort)
 	case string(pkt[:len(Magic)]) != Magic:
 		return drop(&s.badMagic, ErrMagic)
-	case pkt[len(Magic)] != Version:
+	case pkt[len(Magic)] == FrameVersion && len(pkt) < minFrameLen:
+		return drop(&s.short, ErrShort)
+	case pkt[len(Magic)] != Version && pkt[len(Magic)] != FrameVersion:
 		return drop(&s.badVersion, ErrVersion)
 	}
+	isFrame := pkt[len(Magic)] == FrameVersion
 	header := pkt[:HeaderLen]
 	sender := key.Public(header[len(Magic)+1:])
 	p := c.cached(sender)
@@ -262,7 +292,18 @@ func (c *Codec) open(dst, pkt []byte) (from key.Public, m Message, err error) {
 			return drop(&s.keyAgreement, ErrKeyAgreement)
 		}
 	}
-	body, err := p.recv.Open(dst, nonce(header), pkt[HeaderLen:], header)
+	var body []byte
+	if isFrame {
+		// Everything up to the trailer is associated data; the trailer,
+		// decrypted, is the frame's type and key.
+		n := len(pkt) - frameTrailerLen
+		if dst != nil {
+			dst = pkt[n:n]
+		}
+		body, err = p.recv.Open(dst, nonce(header), pkt[n:], pkt[:n])
+	} else {
+		body, err = p.recv.Open(dst, nonce(header), pkt[HeaderLen:], header)
+	}
 	if err != nil {
 		return drop(&s.auth, ErrAuth)
 	}
@@ -287,7 +328,11 @@ func (c *Codec) open(dst, pkt []byte) (from key.Public, m Message, err error) {
 		return from, nil, err
 	}
 
-	m, err = ParseMessage(body)
+	if isFrame {
+		m, err = parseFrame(body, pkt[HeaderLen:len(pkt)-frameTrailerLen], dst == nil)
+	} else if m, err = ParseMessage(body); err == nil && isFramed(m) {
+		err = fmt.Errorf("%v in a version %d envelope: %w", m.Type(), Version, ErrMalformed)
+	}
 	switch {
 	case errors.Is(err, ErrUnknownType):
 		s.unknownType.Add(1)

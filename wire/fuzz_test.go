@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -56,7 +57,7 @@ func FuzzOpen(f *testing.F) {
 	alice := NewCodec(alicePriv, testNamespace, 0, WithClock(clock.Now))
 	bob := bobPriv.Public()
 	valid := map[string]Message{}
-	for _, m := range validMessages {
+	for _, m := range append(slices.Clone(validMessages), relayMessages...) {
 		pkt := seal(f, alice, bob, m.m)
 		valid[string(pkt)] = m.m
 		f.Add(pkt)
@@ -74,6 +75,14 @@ func FuzzOpen(f *testing.F) {
 		from, m, err := recv.Open(pkt)
 		if !bytes.Equal(pkt, orig) {
 			t.Fatal("Open modified its input")
+		}
+		// OpenInPlace, on its own copy, must agree.
+		from2, m2, err2 := NewCodec(bobPriv, testNamespace, 0, WithClock(clock.Now)).OpenInPlace(bytes.Clone(pkt))
+		if err2 != err || from2 != from {
+			t.Fatalf("OpenInPlace = %v, %v; Open = %v, %v", from2, err2, from, err)
+		}
+		if diff := cmp.Diff(m, m2, cmp.Comparer(addrPortEqual)); diff != "" {
+			t.Fatalf("OpenInPlace's message differs from Open's (-Open +OpenInPlace):\n%s", diff)
 		}
 		if err != nil {
 			if m != nil {

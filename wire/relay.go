@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/whnet/wh/key"
@@ -17,6 +18,24 @@ import (
 //
 // A Relayed is exactly as long as the Relay it forwards: a relay never
 // sends more bytes than it received.
+//
+// # Frames
+//
+// A relay frame is sealed in its own form of the envelope, version
+// FrameVersion (0x81): the payload, already encrypted end to end, is only
+// authenticated, not encrypted again; the frame's type and key, which say
+// who talks to whom, are encrypted:
+//
+//	offset  size  field
+//	0       45    header, as for every control message, version 0x81
+//	45      n     payload, in clear
+//	45+n    33    type and key (Relay's Dst, Relayed's Src), ChaCha20 ciphertext
+//	78+n    16    tag, Poly1305 over bytes [0, 45+n) as associated data and the 33 bytes
+//
+// The sizes are those of the version 1 envelope of the same message.
+// Authenticating a payload costs about 60% of encrypting and authenticating
+// it (`go test -bench Frame ./wire/`), and a relayed packet is sealed and
+// opened twice; a relay frame with a body in version 1 is refused.
 //
 // # Sizes
 //
@@ -93,15 +112,63 @@ func (m Relayed) AppendBinary(b []byte) ([]byte, error) {
 }
 
 func appendRelayFrame(b []byte, t Type, k key.Public, payload []byte) ([]byte, error) {
-	switch n := len(payload); {
-	case n == 0:
-		return b, fmt.Errorf("%v: empty payload: %w", t, ErrMalformed)
-	case n > MaxRelayPayload:
-		return b, fmt.Errorf("%v: %d-byte payload, limit %d: %w", t, n, MaxRelayPayload, ErrTooLarge)
+	if err := checkPayload(t, len(payload)); err != nil {
+		return b, err
 	}
 	b = append(b, byte(t))
 	b = append(b, k[:]...)
 	return append(b, payload...), nil
+}
+
+func checkPayload(t Type, n int) error {
+	switch {
+	case n == 0:
+		return fmt.Errorf("%v: empty payload: %w", t, ErrMalformed)
+	case n > MaxRelayPayload:
+		return fmt.Errorf("%v: %d-byte payload, limit %d: %w", t, n, MaxRelayPayload, ErrTooLarge)
+	}
+	return nil
+}
+
+// frameTrailerLen is what follows a frame's payload; minFrameLen is the
+// shortest frame.
+const (
+	frameTrailerLen = RelayHeaderLen + TagLen
+	minFrameLen     = HeaderLen + 1 + frameTrailerLen
+)
+
+// framed is implemented by the messages sealed as relay frames.
+type framed interface {
+	frame() (t Type, k key.Public, payload []byte)
+}
+
+func (m Relay) frame() (Type, key.Public, []byte)   { return TypeRelay, m.Dst, m.Payload }
+func (m Relayed) frame() (Type, key.Public, []byte) { return TypeRelayed, m.Src, m.Payload }
+
+func isFramed(m Message) bool {
+	_, ok := m.(framed)
+	return ok
+}
+
+// parseFrame returns the message of an opened relay frame: trailer is the
+// decrypted type and key, payload the frame's payload, copied if clone.
+func parseFrame(trailer, payload []byte, clone bool) (Message, error) {
+	t := Type(trailer[0])
+	if err := checkPayload(t, len(payload)); err != nil {
+		return nil, err
+	}
+	if clone {
+		payload = bytes.Clone(payload)
+	}
+	payload = payload[:len(payload):len(payload)]
+	k := key.Public(trailer[1:])
+	switch t {
+	case TypeRelay:
+		return Relay{Dst: k, Payload: payload}, nil
+	case TypeRelayed:
+		return Relayed{Src: k, Payload: payload}, nil
+	}
+	return nil, fmt.Errorf("type %v in a relay frame: %w", t, ErrMalformed)
 }
 
 // parseRelayFrame returns the key and the payload of a Relay or Relayed

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/whnet/wh/key"
 )
 
 // wgData returns a WireGuard data message of n bytes (type 4), the kind of
@@ -249,4 +251,102 @@ func FuzzParseRelay(f *testing.F) {
 			t.Fatalf("round trip (-first +second):\n%s", diff)
 		}
 	})
+}
+
+// TestFrameLayout opens a sealed relay frame by hand, as the package
+// documentation draws it: the payload in clear after the header, the type
+// and key encrypted after it, the tag over everything.
+func TestFrameLayout(t *testing.T) {
+	clock := newFakeClock()
+	alice := NewCodec(alicePriv, testNamespace, 0, WithClock(clock.Now))
+	bob := NewCodec(bobPriv, testNamespace, 0, WithClock(clock.Now))
+	payload := wgData(100)
+	dst := fill(0x5a)
+	pkt, err := alice.Seal(nil, bob.Public(), Relay{Dst: dst, Payload: payload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pkt) != Overhead+RelayHeaderLen+len(payload) {
+		t.Errorf("frame of %d bytes, want %d, as a version 1 envelope", len(pkt), Overhead+RelayHeaderLen+len(payload))
+	}
+	if pkt[len(Magic)] != FrameVersion || !bytes.Equal(pkt[HeaderLen:HeaderLen+len(payload)], payload) {
+		t.Fatalf("version %#x, payload at 45 %x", pkt[len(Magic)], pkt[HeaderLen:HeaderLen+len(payload)])
+	}
+	if bytes.Contains(pkt, dst[:8]) {
+		t.Error("the destination key is in clear")
+	}
+	p, err := bob.lookup(alice.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := HeaderLen + len(payload)
+	trailer, err := p.recv.Open(nil, nonce(pkt[:HeaderLen]), pkt[n:], pkt[:n])
+	if err != nil {
+		t.Fatalf("by hand: %v", err)
+	}
+	if want := append([]byte{byte(TypeRelay)}, dst[:]...); !bytes.Equal(trailer, want) {
+		t.Errorf("trailer %x, want %x", trailer, want)
+	}
+}
+
+// badFrame is sealed as a relay frame with another type in its trailer.
+type badFrame struct{ Ping }
+
+func (badFrame) frame() (Type, key.Public, []byte) { return TypePing, key.Public{}, []byte{4, 0, 0, 0} }
+
+// TestFrameRejects: frames that authenticate but are not relay frames, and
+// relay messages outside a frame, are malformed; short frames are short.
+func TestFrameRejects(t *testing.T) {
+	clock := newFakeClock()
+	alice := NewCodec(alicePriv, testNamespace, 0, WithClock(clock.Now))
+	bob := NewCodec(bobPriv, testNamespace, 0, WithClock(clock.Now))
+	body, err := Relay{Dst: fill(1), Payload: wgData(40)}.AppendBinary(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ping := seal(t, alice, bob.Public(), Ping{TxID: 1})
+	ping[len(Magic)] = FrameVersion
+	for _, tc := range []struct {
+		name string
+		pkt  []byte
+		want error
+	}{
+		{"ping_in_a_frame", seal(t, alice, bob.Public(), badFrame{}), ErrMalformed},
+		{"relay_in_version_1", seal(t, alice, bob.Public(), rawMessage(body)), ErrMalformed},
+		{"short_frame", ping[:minFrameLen-1], ErrShort},
+	} {
+		if _, m, err := bob.Open(tc.pkt); !errors.Is(err, tc.want) {
+			t.Errorf("%s: Open = %v, %v; want %v", tc.name, m, err, tc.want)
+		}
+	}
+	if s := bob.Stats(); s.Malformed != 2 || s.Short != 1 {
+		t.Errorf("stats %+v: want 2 malformed, 1 short", s)
+	}
+}
+
+// BenchmarkFrame: sealing and opening a relay frame with a full-size
+// payload, against the same with the payload encrypted too (Nodes-sized
+// bodies are not comparable; a raw body of the same size is).
+func BenchmarkFrame(b *testing.B) {
+	alice := NewCodec(newPrivate(b), testNamespace, 0)
+	bob := NewCodec(newPrivate(b), testNamespace, 0)
+	payload := wgData(1312)
+	body, _ := Relay{Dst: fill(1), Payload: payload}.AppendBinary(nil)
+	for _, bc := range []struct {
+		name string
+		m    Message
+	}{{"frame", Relay{Dst: fill(1), Payload: payload}}, {"encrypted", rawMessage(body)}} {
+		b.Run(bc.name, func(b *testing.B) {
+			buf := make([]byte, 0, MaxRelayPacketSize)
+			b.SetBytes(int64(len(payload)))
+			b.ReportAllocs()
+			for b.Loop() {
+				pkt, err := alice.Seal(buf[:0], bob.Public(), bc.m)
+				if err != nil {
+					b.Fatal(err)
+				}
+				bob.OpenInPlace(pkt) // the encrypted one fails parsing, after the AEAD
+			}
+		})
+	}
 }

@@ -8,8 +8,9 @@
 //     median of -runs (target ≤ 5 s);
 //
 //   - relayed throughput against direct, in the same run: iperf3 between the
-//     symmetric pair (through a relay) and between the restricted pair
-//     (direct), ratio relayed/direct (target ≥ 0.5).
+//     restricted pair (direct) then the symmetric pair (through a relay),
+//     -pairs times, median of the pairs' ratios relayed/direct (target
+//     ≥ 0.5), with each wh process's CPU seconds per GB moved.
 //
 //     go run ./bench/nat -wh bin/wh
 package main
@@ -36,6 +37,7 @@ func main() {
 	whBin := flag.String("wh", "bin/wh", "the wh binary")
 	runs := flag.Int("runs", 5, "runs of the timing measurements")
 	secs := flag.Int("t", 10, "iperf3 seconds per throughput run")
+	pairs := flag.Int("pairs", 3, "throughput runs: each a direct then a relayed iperf3")
 	profile := flag.String("profile", "", "write each wh process's CPU profile to this directory (as NAME.pprof)")
 	flag.Parse()
 	if err := lab.Check(); err != nil {
@@ -74,17 +76,30 @@ func main() {
 		if p := n.path("sym1", "sym2"); p.Path != node.PathRelay {
 			r.Fatalf("symmetric pair is %s, not relayed", p.Path)
 		}
-		c0 := n.cpu()
-		gd := n.iperf("res1", "res2", *secs)
-		c1 := n.cpu()
-		gr := n.iperf("sym1", "sym2", *secs)
-		c2 := n.cpu()
-		fmt.Printf("CPU seconds per GB moved (machine: every process and the routers' kernel work):\n")
-		for _, k := range slices.Sorted(maps.Keys(c0)) {
-			fmt.Printf("  %-8s direct %6.2f  relayed %6.2f\n", k, (c1[k]-c0[k])/(gd/8*float64(*secs)), (c2[k]-c1[k])/(gr/8*float64(*secs)))
+		// Direct and relayed alternate, so that both see the machine's
+		// load as it drifts; each pair gives a ratio.
+		var gds, grs, ratios []float64
+		cpuD, cpuR := map[string]float64{}, map[string]float64{}
+		for i := range *pairs {
+			c0 := n.cpu()
+			gd := n.iperf("res1", "res2", *secs)
+			c1 := n.cpu()
+			gr := n.iperf("sym1", "sym2", *secs)
+			c2 := n.cpu()
+			for k := range c0 {
+				cpuD[k] += (c1[k] - c0[k]) / (gd / 8 * float64(*secs))
+				cpuR[k] += (c2[k] - c1[k]) / (gr / 8 * float64(*secs))
+			}
+			fmt.Printf("pair %d: direct %.2f Gbit/s, relayed %.2f Gbit/s, ratio %.2f\n", i+1, gd, gr, gr/gd)
+			gds, grs, ratios = append(gds, gd), append(grs, gr), append(ratios, gr/gd)
 		}
-		fmt.Printf("throughput: direct %.2f Gbit/s, relayed %.2f Gbit/s, relayed/direct %.2f (target ≥ 0.5: %s)\n",
-			gd, gr, gr/gd, verdict(gr/gd >= 0.5))
+		fmt.Printf("CPU seconds per GB moved, mean of %d pairs (machine: every process, and the routers' kernel work):\n", *pairs)
+		for _, k := range slices.Sorted(maps.Keys(cpuD)) {
+			fmt.Printf("  %-8s direct %6.2f  relayed %6.2f\n", k, cpuD[k]/float64(*pairs), cpuR[k]/float64(*pairs))
+		}
+		r := medianF(ratios)
+		fmt.Printf("throughput: direct %.2f Gbit/s, relayed %.2f Gbit/s (medians), relayed/direct %.2f (median of %d pairs; target ≥ 0.5: %s)\n",
+			medianF(gds), medianF(grs), r, len(ratios), verdict(r >= 0.5))
 	})
 	if err != nil {
 		fail(err)
@@ -104,6 +119,12 @@ func verdict(ok bool) string {
 		return "met"
 	}
 	return "MISSED"
+}
+
+func medianF(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 func median(ds []time.Duration) time.Duration {
