@@ -84,6 +84,13 @@ type Bind struct {
 	open   atomic.Bool
 	stats  counters
 
+	// While OnControl runs (inControl > 0), held handshake messages that
+	// a new path releases wait in deferred until the batch is in; see
+	// releaseHeld.
+	inControl  atomic.Int32
+	deferredMu sync.Mutex
+	deferred   []*peerEndpoint
+
 	mu   sync.Mutex // guards the fields below and serializes table updates
 	port uint16     // from the last successful Open
 }
@@ -223,8 +230,11 @@ func (b *Bind) demux(recv conn.ReceiveFunc) conn.ReceiveFunc {
 			}
 		}
 		if len(ctls) > 0 {
+			b.inControl.Add(1)
 			b.onControl(ctls)
 			b.unwrapRelayed(t, ctls, bufs, sizes, eps)
+			b.inControl.Add(-1)
+			b.sendDeferred()
 			b.stats.controlIn.Add(uint64(len(ctls)))
 		}
 		b.stats.wireGuardIn.Add(wg)
@@ -275,6 +285,11 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		return conn.ErrWrongEndpointType
 	}
 	r := pe.route.Load()
+	if r != nil && len(bufs) == 1 && isHandshake(bufs[0]) { // the device sends them one by one
+		if s := pe.sent.Load(); s == nil || !bytes.Equal(s.pkt, bufs[0]) { // not a resend
+			pe.sent.Store(&heldMessage{pkt: slices.Clone(bufs[0]), at: time.Now().UnixNano()})
+		}
+	}
 	switch {
 	case r == nil:
 		if hold(pe, bufs) {
@@ -358,19 +373,64 @@ func (b *Bind) SetPath(peer key.Public, p Path) error {
 	if err != nil {
 		return err
 	}
-	pe.route.Store(r)
+	old := pe.route.Swap(r)
 	if r == nil {
 		return nil
 	}
-	if h := pe.held.Swap(nil); h != nil {
-		b.sendHeld(pe, h)
+	if old != nil && !old.sameDirect(r) {
+		// A handshake message sent just before may be lost with the old
+		// path: send it again, subject to the same rules as a held one.
+		if h := pe.sent.Load(); h != nil && time.Now().UnixNano()-h.at < int64(resendWindow) {
+			pe.held.CompareAndSwap(nil, h)
+		}
 	}
+	b.releaseHeld(pe)
 	return nil
 }
 
-// heldDelay is how long the side with the greater key waits before it
-// sends a held initiation (see sendHeld).
-const heldDelay = 250 * time.Millisecond
+// resendWindow bounds how old a handshake message SetPath sends again on
+// a new path may be: WireGuard retries a handshake after 5 s anyway.
+const resendWindow = 2 * time.Second
+
+// releaseHeld sends pe's held handshake message, if any, now that pe has
+// a path. A path is often set from OnControl, by the very message that
+// shows the way to the peer: the peer's relayed handshake initiation,
+// say, which the Bind notes only once OnControl has returned (so that
+// sendHeld drops our crossing initiation). So while any OnControl runs,
+// the held message waits until that batch is in.
+func (b *Bind) releaseHeld(pe *peerEndpoint) {
+	if b.inControl.Load() == 0 {
+		if h := pe.held.Swap(nil); h != nil {
+			b.sendHeld(pe, h)
+		}
+		return
+	}
+	b.deferredMu.Lock()
+	b.deferred = append(b.deferred, pe)
+	b.deferredMu.Unlock()
+	if b.inControl.Load() == 0 { // the batch ended meanwhile
+		b.sendDeferred()
+	}
+}
+
+// sendDeferred sends the held messages releaseHeld deferred.
+func (b *Bind) sendDeferred() {
+	b.deferredMu.Lock()
+	pes := b.deferred
+	b.deferred = nil
+	b.deferredMu.Unlock()
+	for _, pe := range pes {
+		if h := pe.held.Swap(nil); h != nil {
+			b.sendHeld(pe, h)
+		}
+	}
+}
+
+// HeldDelay is how long the side with the greater key waits before it
+// sends a held initiation (see sendHeld): long enough for the other side's
+// path to appear a little later and its initiation to arrive. At 250 ms
+// about one NAT grid in five still had a pair cross and wait 5 s.
+const HeldDelay = time.Second
 
 // sendHeld sends the handshake message h held while pe had no path.
 //
@@ -400,7 +460,7 @@ func (b *Bind) sendHeld(pe *peerEndpoint, h *heldMessage) {
 		send()
 		return
 	}
-	time.AfterFunc(heldDelay, func() {
+	time.AfterFunc(HeldDelay, func() {
 		if pe.initiationIn.Load() >= h.at || !b.open.Load() {
 			return
 		}

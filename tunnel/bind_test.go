@@ -420,6 +420,11 @@ func TestBindPaths(t *testing.T) {
 		if err := a.SetPath(kb, Path{Relay: relay}); err != nil {
 			t.Fatal(err)
 		}
+		// The initiation sent just before goes again on the new path.
+		if got := recvWithin(t, b.wg, "initiation sent again"); !bytes.Equal(got.pkt, initiation) || got.ep != epA {
+			t.Fatalf("first packet on the relay: %x from %v, want the initiation again", got.pkt[:4], got.ep)
+		}
+		calls = 0
 		before := b.Stats().WireGuardIn
 		send(t, 30)
 		expect(t, 30, epA)
@@ -445,6 +450,9 @@ func TestBindPaths(t *testing.T) {
 		if err := a.SetPath(kb, Path{Direct: b.addr()}); err != nil {
 			t.Fatal(err)
 		}
+		if got := recvWithin(t, b.wg, "initiation sent again"); !bytes.Equal(got.pkt, initiation) {
+			t.Fatalf("first packet on the direct path: %x, want the initiation again", got.pkt[:4])
+		}
 		send(t, 50)
 		expect(t, 50, epA)
 	})
@@ -469,11 +477,11 @@ func TestBindPaths(t *testing.T) {
 		}
 	})
 
-	want := Stats{WireGuardOut: 9, RelayedOut: 4, ControlOut: 4, DropNoPath: 2, Held: 1}
+	want := Stats{WireGuardOut: 10, RelayedOut: 5, ControlOut: 5, DropNoPath: 2, Held: 1}
 	if diff := cmp.Diff(want, a.Stats()); diff != "" {
 		t.Errorf("a stats (-want +got):\n%s", diff)
 	}
-	want = Stats{WireGuardIn: 9, ControlIn: 4, RelayedIn: 4}
+	want = Stats{WireGuardIn: 10, ControlIn: 5, RelayedIn: 5}
 	if diff := cmp.Diff(want, b.Stats()); diff != "" {
 		t.Errorf("b stats (-want +got):\n%s", diff)
 	}
@@ -814,5 +822,107 @@ func receiveOne(t *testing.T, b *Bind, pkt []byte) {
 	bufs := [][]byte{make([]byte, device.MaxMessageSize)}
 	if _, err := recv(bufs, make([]int, 1), make([]conn.Endpoint, 1)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHeldInitiationCrossedByRelayedOne: the peer's relayed initiation is
+// what gives the node a path to it (OnControl sets one). Our held
+// initiation then crosses the peer's and must be dropped, though the path
+// was set before the Bind saw the peer's initiation.
+func TestHeldInitiationCrossedByRelayedOne(t *testing.T) {
+	peer := testKey(t).Public()
+	var sent [][]byte
+	relay := func(bufs [][]byte) error {
+		for _, p := range bufs {
+			sent = append(sent, bytes.Clone(p))
+		}
+		return nil
+	}
+	var b *Bind
+	unwrap := unwrapTestRelay(nil)
+	b = NewBind(BindOptions{ // no Self: no tie-break delay
+		IsControl: isTestControl,
+		OnControl: func(msgs []Control) {
+			unwrap(msgs)
+			if err := b.SetPath(peer, Path{Relay: relay}); err != nil {
+				t.Error(err)
+			}
+		},
+	})
+	ep, err := b.endpoint(peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.open.Store(true)
+	initiation := wgPacket(device.MessageInitiationType, device.MessageInitiationSize, 6)
+	if err := b.Send([][]byte{initiation}, ep); err != nil {
+		t.Fatalf("Send without a path = %v, want the initiation held", err)
+	}
+	time.Sleep(time.Millisecond)
+	receiveOne(t, b, relayFrame(peer, wgPacket(device.MessageInitiationType, device.MessageInitiationSize, 7)))
+	if len(sent) != 0 {
+		t.Errorf("sent %d held messages after the peer's initiation came in, want the stale one dropped", len(sent))
+	}
+	// A held response still goes when the path appears.
+	b.SetPath(peer, Path{})
+	response := wgPacket(device.MessageResponseType, device.MessageResponseSize, 8)
+	if err := b.Send([][]byte{response}, ep); err != nil {
+		t.Fatal(err)
+	}
+	receiveOne(t, b, relayFrame(peer, dataPacket(9)))
+	if len(sent) != 1 || !bytes.Equal(sent[0], response) {
+		t.Errorf("sent %x, want the held response", sent)
+	}
+}
+
+// TestResendOnPathChange: a handshake message sent just before the path
+// changes goes again on the new path, unless it is old, or an initiation
+// the peer's own initiation has crossed.
+func TestResendOnPathChange(t *testing.T) {
+	peer := testKey(t).Public()
+	response := wgPacket(device.MessageResponseType, device.MessageResponseSize, 5)
+	initiation := wgPacket(device.MessageInitiationType, device.MessageInitiationSize, 6)
+	tests := []struct {
+		name    string
+		pkt     []byte
+		age     time.Duration
+		crossed bool // the peer's initiation arrived after ours
+		want    bool
+	}{
+		{"response", response, 0, false, true},
+		{"initiation", initiation, 0, false, true},
+		{"old_response", response, resendWindow + time.Second, false, false},
+		{"crossed_initiation", initiation, 0, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := NewBind(BindOptions{IsControl: isTestControl, OnControl: unwrapTestRelay(nil)})
+			ep, _ := b.endpoint(peer)
+			b.open.Store(true)
+			var first, second [][]byte
+			rec := func(to *[][]byte) func([][]byte) error {
+				return func(bufs [][]byte) error {
+					for _, p := range bufs {
+						*to = append(*to, bytes.Clone(p))
+					}
+					return nil
+				}
+			}
+			b.SetPath(peer, Path{Relay: rec(&first)})
+			if err := b.Send([][]byte{tc.pkt}, ep); err != nil {
+				t.Fatal(err)
+			}
+			if s := ep.sent.Load(); s != nil {
+				s.at -= int64(tc.age)
+			}
+			if tc.crossed {
+				time.Sleep(time.Millisecond)
+				receiveOne(t, b, relayFrame(peer, wgPacket(device.MessageInitiationType, device.MessageInitiationSize, 7)))
+			}
+			b.SetPath(peer, Path{Relay: rec(&second)})
+			if got := len(second) == 1 && bytes.Equal(second[0], tc.pkt); got != tc.want || len(second) > 1 {
+				t.Errorf("sent on the new path: %x, want it again: %v", second, tc.want)
+			}
+		})
 	}
 }

@@ -284,6 +284,20 @@ func (d *Device) Peers() ([]PeerStatus, error) {
 	return ps, nil
 }
 
+// Greet has the device send peer a keepalive now, which starts a
+// handshake if there is no session: a peer that cannot reach us until we
+// have sent it something (behind a firewall, or answering only through
+// the relay it heard us on) then can. It reports whether peer is one of
+// the device's peers.
+func (d *Device) Greet(peer key.Public) bool {
+	p := d.dev.LookupPeer(device.NoisePublicKey(peer))
+	if p == nil {
+		return false
+	}
+	p.SendKeepalive()
+	return true
+}
+
 // Close stops the device, removes its TUN and UAPI socket and closes the Bind. It waits
 // for the device's goroutines; closing twice does nothing.
 func (d *Device) Close() error {

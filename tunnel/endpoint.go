@@ -29,6 +29,11 @@ type route struct {
 	relay  func(bufs [][]byte) error
 }
 
+// sameDirect reports whether r and q send directly to the same address.
+func (r *route) sameDirect(q *route) bool {
+	return r.direct != nil && q.direct != nil && r.direct.AddrPort == q.direct.AddrPort
+}
+
 // peerEndpoint is the one conn.Endpoint wireguard-go holds for a trusted peer for as long
 // as the peer is known to the Bind. The device never learns where packets actually go.
 type peerEndpoint struct {
@@ -44,6 +49,11 @@ type peerEndpoint struct {
 	// Without it the first packet to a peer whose path is still being
 	// found costs WireGuard's 5 s retry.
 	held atomic.Pointer[heldMessage]
+	// sent is the last handshake message sent on a path. When the path
+	// changes soon after, it is sent again on the new one (Bind.SetPath):
+	// a message lost on the old path (in a relay just given up) would cost
+	// WireGuard's 5 s retry.
+	sent atomic.Pointer[heldMessage]
 	// initiationIn is when the last handshake initiation from the peer
 	// arrived, directly or through a relay (Unix nanoseconds).
 	initiationIn atomic.Int64
