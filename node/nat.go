@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"net/netip"
 	"time"
@@ -96,6 +97,29 @@ func (nd *Node) isPeer(k key.Public) bool {
 	return ok
 }
 
+// relayedFrom notes that relay, at addr, delivered a packet from peer k,
+// and reports whether k is a trusted peer. A relay that delivers a peer's
+// packets reaches the peer, so it can carry our answers too: when we have
+// no path of our own to the peer, it becomes the peer's relay. That is how
+// a peer no lookup shows a way to is answered, such as one with a public
+// address behind a firewall that lets in only those it has sent to, which
+// has no Via, and whose relay towards us is one of our own Vias.
+func (nd *Node) relayedFrom(k, relay key.Public, addr netip.AddrPort) bool {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	p, ok := nd.peers[k]
+	if !ok {
+		return false
+	}
+	if !p.direct.IsValid() && !p.relayed {
+		nd.relayLocked(p, []dht.Contact{{Key: relay, Addr: addr}})
+		if p.why == "" {
+			p.why = "the peer came through this relay"
+		}
+	}
+	return true
+}
+
 // members reports whether src and dst are both trusted in this node's
 // config: members of its network relay for each other without limits.
 func (nd *Node) members(src, dst key.Public) bool {
@@ -177,4 +201,30 @@ func (nd *Node) relayLocked(p *peer, vias []dht.Contact) {
 	p.relayed = true
 	nd.bind.SetPath(k, tunnel.Path{Relay: func(bufs [][]byte) error { return nd.relayClient.Send(k, bufs) }})
 	nd.log.Info("path", "peer", name(p.cfg), "relay", vias[0].Key.Short(10))
+	if nd.dev != nil {
+		nd.wg.Go(func() { nd.greet(k) })
+	}
+}
+
+// greet has the device greet peer k through the relay just set: if the
+// peer has no way to us of its own, the relay that delivers our handshake
+// becomes its way back (relayedFrom), before either side has traffic to
+// send. Both sides may get here at once, and two handshake initiations
+// that cross cost both sides WireGuard's 5 s retry (each side's answer to
+// the other's initiation replaces its own), so the side with the greater
+// key waits, as the Bind does with held initiations, and greets only if no
+// handshake happened meanwhile.
+func (nd *Node) greet(k key.Public) {
+	if bytes.Compare(nd.pub[:], k[:]) > 0 {
+		start := time.Now()
+		select {
+		case <-nd.ctx.Done():
+			return
+		case <-time.After(tunnel.HeldDelay):
+		}
+		if nd.handshakes()[k].After(start) {
+			return
+		}
+	}
+	nd.dev.Greet(k)
 }

@@ -291,7 +291,7 @@ func (nd *Node) handleControl(msgs []tunnel.Control) {
 			continue
 		case wire.Relayed:
 			// From any relay (see package relay), for trusted peers only.
-			if nd.isPeer(m.Src) {
+			if nd.relayedFrom(m.Src, from, src) {
 				c.Relayed, c.Peer = m.Payload, m.Src
 			}
 			continue

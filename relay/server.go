@@ -198,7 +198,9 @@ func (s *Server) Route(from key.Public, r wire.Relay) (netip.AddrPort, bool) {
 	}
 	addr, ok := s.cfg.Locate(r.Dst)
 	if !ok || !addr.IsValid() {
-		c.noRoute.Add(1)
+		if c.noRoute.Add(1)&(c.noRoute.Load()-1) == 0 { // 1st, 2nd, 4th, 8th...
+			s.log.Debug("relay: destination unknown", "from", from.Short(8), "dst", r.Dst.Short(8), "count", c.noRoute.Load())
+		}
 		return netip.AddrPort{}, false
 	}
 	c.forwarded.Add(1)
