@@ -25,9 +25,11 @@ import (
 //	upnp        behind restricted NAT with miniupnpd (UPnP IGD, NAT-PMP, PCP)
 //	samelan     two nodes behind one restricted router
 //	cgnat       behind restricted NAT behind restricted NAT
+//	firewall    a public address behind a stateful firewall: no NAT, but
+//	            only hosts it has sent to reach it (beyond the issue's list)
 //
 // A boot node and two relay nodes sit on the internet (headless).
-var gridKinds = []string{"public", "full", "restricted", "symmetric", "upnp", "samelan", "cgnat"}
+var gridKinds = []string{"public", "full", "restricted", "symmetric", "upnp", "samelan", "cgnat", "firewall"}
 
 // mustBeDirect says which pairs must end on a direct path (issue 5).
 func mustBeDirect(a, b string) bool {
@@ -35,11 +37,13 @@ func mustBeDirect(a, b string) bool {
 	if easy(a) || easy(b) {
 		return true
 	}
-	pair := map[string]bool{a: true, b: true}
+	// A firewall filters as a restricted NAT does, without translating.
+	filters := func(k string) bool { return k == "restricted" || k == "firewall" }
 	switch {
 	case a == "samelan" && b == "samelan":
 		return true
-	case pair["restricted"] && (pair["cgnat"] || pair["samelan"] || a == b):
+	case filters(a) && (filters(b) || b == "cgnat" || b == "samelan"),
+		filters(b) && (a == "cgnat" || a == "samelan"):
 		return true
 	}
 	return false
@@ -79,6 +83,8 @@ func TestNATGrid(t *testing.T) {
 			switch k {
 			case "public":
 				add(name, l.Public(name))
+			case "firewall":
+				add(name, l.Firewalled(name))
 			case "full", "restricted", "symmetric", "upnp":
 				r := l.NAT(name+"r", kinds[k])
 				routers[name] = r

@@ -14,7 +14,8 @@
 // only between its own namespaces. 11.22.0.0/16 is a non-reserved range on
 // purpose (miniupnpd refuses to map behind a reserved WAN address); no
 // packet of the lab ever leaves it. Every namespace, process and file the
-// lab makes is removed by t.Cleanup, also when the test fails.
+// lab makes is removed by t.Cleanup, also when the test fails
+// (WH_LAB_LOGS=DIR keeps a copy of the logs in DIR).
 package lab
 
 import (
@@ -175,6 +176,15 @@ func (l *Lab) Public(name string) *Host {
 	ns := l.addNS(name)
 	l.attach(ns, fmt.Sprintf("p%d", n), addr)
 	return &Host{lab: l, Name: name, NS: ns, Addr: addr}
+}
+
+// Firewalled adds a host on the internet behind a stateful firewall and
+// no NAT, as servers with a host firewall and IPv6 homes are: it reaches
+// anyone, and only hosts it has sent to reach it.
+func (l *Lab) Firewalled(name string) *Host {
+	h := l.Public(name)
+	l.must(h.NS, "iptables", "-A", "INPUT", "-i", "wan0", "-m", "conntrack", "--ctstate", "NEW,INVALID", "-j", "DROP")
+	return h
 }
 
 // Router is a NAT router: a namespace with wan0 on the internet (or on
@@ -420,6 +430,15 @@ func (l *Lab) close() {
 		procs[i].Stop()
 		if l.t.Failed() {
 			l.t.Logf("--- log of %s:\n%s", procs[i].Name, tail(procs[i].Output(), 60))
+		}
+	}
+	if keep := os.Getenv("WH_LAB_LOGS"); keep != "" {
+		// For a look at the logs of a run that passed, slowly.
+		dst := filepath.Join(keep, l.id)
+		if out, err := exec.Command("cp", "-r", l.dir, dst).CombinedOutput(); err != nil {
+			l.t.Logf("lab: keeping logs: %v: %s", err, out)
+		} else {
+			l.t.Logf("lab: logs kept in %s", dst)
 		}
 	}
 	// Stop anything else still running in our namespaces (a daemon that
