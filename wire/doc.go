@@ -18,6 +18,11 @@
 // other than relayed traffic fit in MaxPacketSize (1280) bytes of UDP
 // payload; a Nodes message enforces it for itself.
 //
+// Relay and Relayed travel in a frame form of the envelope, version 0x81
+// (FrameVersion): their payload, a WireGuard packet already encrypted end
+// to end, is authenticated but not encrypted again; their type and key are
+// encrypted. relay.go draws it.
+//
 // The first byte, 0xff, keeps every control packet apart from WireGuard's
 // messages, whose first four bytes are a little-endian type from 1 to 4.
 // IsControl checks the magic only, for the demultiplexer of the shared port.
@@ -84,7 +89,9 @@
 // forge packets, and can own any number of keys with enough workbits. It
 // cannot
 //   - read a body: it sees only its length, and the header in clear (the
-//     sender key and the counter, i.e. the sender's clock);
+//     sender key and the counter, i.e. the sender's clock); of a relay
+//     frame it also sees the payload, which WireGuard encrypted, but not
+//     whom it is for or from;
 //   - forge or alter a packet from a key it does not own, or make a packet
 //     for one receiver open at another (the key is pairwise);
 //   - reflect a packet back at its sender, as each direction has its own key;
