@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"container/list"
+	"crypto/aes"
 	"crypto/cipher"
 	"crypto/sha256"
 	"encoding/binary"
@@ -24,11 +25,22 @@ const (
 	// Magic opens every control packet. Its first byte, 0xff, is never a
 	// WireGuard message type (1 to 4), so one UDP port carries both.
 	Magic = "\xffwhc"
-	// Version is the envelope and message version this package speaks.
+	// Version is the envelope and message version this package speaks:
+	// the low five bits of the version byte. The other three are flags.
 	Version = 1
-	// FrameVersion marks a relay frame: the envelope of Relay and Relayed,
-	// whose payload is authenticated but not encrypted again (see relay.go).
-	FrameVersion = Version | 0x80
+	// FlagFrame marks a relay frame: the envelope of Relay and Relayed,
+	// whose payload is authenticated but not encrypted again (relay.go).
+	FlagFrame = 0x80
+	// FlagAESFrame marks a relay frame sealed with AES-256-GCM rather than
+	// ChaCha20-Poly1305; only with FlagFrame.
+	FlagAESFrame = 0x40
+	// FlagAES says that the sender has AES and carry-less multiplication
+	// in hardware, and so checks AES-256-GCM frames about 2.5 times faster
+	// than ChaCha20-Poly1305 ones: frames to it may use AES when the
+	// sender has them too. Any envelope may carry it.
+	FlagAES = 0x20
+
+	versionMask = 0x1f
 
 	HeaderLen = len(Magic) + 1 + key.Size + 8 // 45
 	TagLen    = chacha20poly1305.Overhead     // 16
@@ -111,6 +123,7 @@ type Codec struct {
 	workbit   int
 	now       func() time.Time
 	cacheSize int
+	aes       bool // AES-GCM in hardware here: FlagAES, and AES frames to peers that have it
 
 	last  atomic.Uint64 // the last counter Seal used
 	stats stats
@@ -132,6 +145,10 @@ type peer struct {
 	// send seals packets to the peer, recv opens packets from it. Both are
 	// set by derive and never change.
 	send, recv cipher.AEAD
+	// sendAES and recvAES do the same for AES frames.
+	sendAES, recvAES cipher.AEAD
+	// aes: the peer's last authenticated envelope carried FlagAES.
+	aes atomic.Bool
 	// worked: the key has the codec's workbits (set by derive), so that
 	// Open hashes a key once, not once per packet.
 	worked bool
@@ -162,6 +179,12 @@ func WithCacheSize(n int) Option {
 	}
 }
 
+// WithAES overrides whether the codec has AES in hardware (see FlagAES).
+// For tests and benchmarks.
+func WithAES(has bool) Option {
+	return func(c *Codec) { c.aes = has }
+}
+
 // NewCodec returns a codec for priv that accepts only senders with at least
 // workbit workbits in namespace. Workbit 0 accepts any key.
 func NewCodec(priv key.Private, namespace string, workbit int, opts ...Option) *Codec {
@@ -172,6 +195,7 @@ func NewCodec(priv key.Private, namespace string, workbit int, opts ...Option) *
 		workbit:   workbit,
 		now:       time.Now,
 		cacheSize: DefaultCacheSize,
+		aes:       hasAESHardware,
 		peers:     make(map[key.Public]*peer),
 	}
 	for _, o := range opts {
@@ -207,7 +231,7 @@ func (c *Codec) Seal(dst []byte, to key.Public, m Message) ([]byte, error) {
 	}
 	start := len(dst)
 	b := append(dst, Magic...)
-	b = append(b, Version)
+	b = append(b, c.version())
 	b = append(b, c.pub[:]...)
 	b = binary.BigEndian.AppendUint64(b, c.nextCounter())
 	b, err = m.AppendBinary(b)
@@ -230,16 +254,28 @@ func (c *Codec) sealFrame(dst []byte, p *peer, f framed) ([]byte, error) {
 	}
 	start := len(dst)
 	b := append(dst, Magic...)
-	b = append(b, FrameVersion)
+	aead, v := p.send, c.version()|FlagFrame
+	if c.aes && p.aes.Load() {
+		aead, v = p.sendAES, v|FlagAESFrame
+	}
+	b = append(b, v)
 	b = append(b, c.pub[:]...)
 	b = binary.BigEndian.AppendUint64(b, c.nextCounter())
 	b = append(b, payload...)
 	var trailer [RelayHeaderLen]byte
 	trailer[0] = byte(t)
 	copy(trailer[1:], k[:])
-	b = p.send.Seal(b, nonce(b[start:start+HeaderLen]), trailer[:], b[start:])
+	b = aead.Seal(b, nonce(b[start:start+HeaderLen]), trailer[:], b[start:])
 	c.stats.sealed.Add(1)
 	return b, nil
+}
+
+// version returns the version byte of the codec's envelopes.
+func (c *Codec) version() byte {
+	if c.aes {
+		return Version | FlagAES
+	}
+	return Version
 }
 
 // Open authenticates and decrypts a packet and parses its body. Checks run
@@ -272,12 +308,15 @@ func (c *Codec) open(dst, pkt []byte) (from key.Public, m Message, err error) {
 		return drop(&s.short, ErrShort)
 	case string(pkt[:len(Magic)]) != Magic:
 		return drop(&s.badMagic, ErrMagic)
-	case pkt[len(Magic)] == FrameVersion && len(pkt) < minFrameLen:
-		return drop(&s.short, ErrShort)
-	case pkt[len(Magic)] != Version && pkt[len(Magic)] != FrameVersion:
-		return drop(&s.badVersion, ErrVersion)
 	}
-	isFrame := pkt[len(Magic)] == FrameVersion
+	v := pkt[len(Magic)]
+	isFrame := v&FlagFrame != 0
+	switch {
+	case v&versionMask != Version || v&FlagAESFrame != 0 && !isFrame:
+		return drop(&s.badVersion, ErrVersion)
+	case isFrame && len(pkt) < minFrameLen:
+		return drop(&s.short, ErrShort)
+	}
 	header := pkt[:HeaderLen]
 	sender := key.Public(header[len(Magic)+1:])
 	p := c.cached(sender)
@@ -300,7 +339,11 @@ func (c *Codec) open(dst, pkt []byte) (from key.Public, m Message, err error) {
 		if dst != nil {
 			dst = pkt[n:n]
 		}
-		body, err = p.recv.Open(dst, nonce(header), pkt[n:], pkt[:n])
+		aead := p.recv
+		if v&FlagAESFrame != 0 {
+			aead = p.recvAES
+		}
+		body, err = aead.Open(dst, nonce(header), pkt[n:], pkt[:n])
 	} else {
 		body, err = p.recv.Open(dst, nonce(header), pkt[HeaderLen:], header)
 	}
@@ -326,6 +369,9 @@ func (c *Codec) open(dst, pkt []byte) (from key.Public, m Message, err error) {
 			s.replay.Add(1)
 		}
 		return from, nil, err
+	}
+	if aes := v&FlagAES != 0; p.aes.Load() != aes {
+		p.aes.Store(aes)
 	}
 
 	if isFrame {
@@ -463,8 +509,9 @@ func (c *Codec) makeRoomLocked(now int64) bool {
 //
 //	secret = X25519(c's private key, k)
 //	lo, hi = c's public key and k, lower first (bytewise)
-//	okm    = HKDF-SHA256(secret, salt = none, info = "wh control v1" ‖ lo ‖ hi, 64 bytes)
-//	okm[0:32] seals lo→hi, okm[32:64] seals hi→lo
+//	okm    = HKDF-SHA256(secret, salt = none, info = "wh control v1" ‖ lo ‖ hi, 128 bytes)
+//	okm[0:32] seals lo→hi, okm[32:64] seals hi→lo (ChaCha20-Poly1305)
+//	okm[64:96] seals AES frames lo→hi, okm[96:128] hi→lo (AES-256-GCM)
 func (c *Codec) derive(k key.Public) (*peer, error) {
 	secret, err := c.priv.SharedSecret(k)
 	if err != nil {
@@ -476,15 +523,23 @@ func (c *Codec) derive(k key.Public) (*peer, error) {
 	}
 	info := make([]byte, 0, len(kdfLabel)+2*key.Size)
 	info = append(append(append(info, kdfLabel...), lo[:]...), hi[:]...)
-	var okm [2 * chacha20poly1305.KeySize]byte
+	var okm [4 * chacha20poly1305.KeySize]byte
 	if _, err := io.ReadFull(hkdf.New(sha256.New, secret[:], nil, info), okm[:]); err != nil {
 		return nil, fmt.Errorf("hkdf: %w", err)
 	}
-	up, err := chacha20poly1305.New(okm[:chacha20poly1305.KeySize])
+	up, err := chacha20poly1305.New(okm[0:32])
 	if err != nil {
 		return nil, err
 	}
-	down, err := chacha20poly1305.New(okm[chacha20poly1305.KeySize:])
+	down, err := chacha20poly1305.New(okm[32:64])
+	if err != nil {
+		return nil, err
+	}
+	upAES, err := newGCM(okm[64:96])
+	if err != nil {
+		return nil, err
+	}
+	downAES, err := newGCM(okm[96:128])
 	if err != nil {
 		return nil, err
 	}
@@ -492,12 +547,23 @@ func (c *Codec) derive(k key.Public) (*peer, error) {
 	switch {
 	case c.pub == k: // to ourselves: one direction
 		p.send, p.recv = up, up
+		p.sendAES, p.recvAES = upAES, upAES
 	case c.pub == lo:
 		p.send, p.recv = up, down
+		p.sendAES, p.recvAES = upAES, downAES
 	default:
 		p.send, p.recv = down, up
+		p.sendAES, p.recvAES = downAES, upAES
 	}
 	return p, nil
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(b)
 }
 
 // A window remembers the windowSize largest counters accepted from one

@@ -8,7 +8,7 @@
 //
 //	offset  size  field
 //	0       4     magic    ff 77 68 63 ("\xffwhc")
-//	4       1     version  01
+//	4       1     version  01, or with flags: 21 (FlagAES), 81/a1/e1 (relay frames)
 //	5       32    sender   X25519 public key
 //	37      8     counter  big-endian; the sender's Unix time in ns, strictly increasing
 //	45      n     body     ChaCha20-Poly1305 ciphertext of the message (type byte first)
@@ -18,10 +18,12 @@
 // other than relayed traffic fit in MaxPacketSize (1280) bytes of UDP
 // payload; a Nodes message enforces it for itself.
 //
-// Relay and Relayed travel in a frame form of the envelope, version 0x81
-// (FrameVersion): their payload, a WireGuard packet already encrypted end
-// to end, is authenticated but not encrypted again; their type and key are
-// encrypted. relay.go draws it.
+// The version byte's low five bits are the version; its high three are
+// flags. Relay and Relayed travel in a frame form of the envelope
+// (FlagFrame): their payload, a WireGuard packet already encrypted end to
+// end, is authenticated but not encrypted again; their type and key are
+// encrypted, in AES-256-GCM when both sides have AES in hardware (FlagAES,
+// which every envelope carries, FlagAESFrame). relay.go draws it.
 //
 // The first byte, 0xff, keeps every control packet apart from WireGuard's
 // messages, whose first four bytes are a little-endian type from 1 to 4.
@@ -31,9 +33,11 @@
 //
 //	secret    = X25519(own private key, peer public key)     (fails for low-order keys)
 //	lo, hi    = the two public keys, bytewise lower first
-//	okm       = HKDF-SHA256(IKM = secret, salt = empty, info = "wh control v1" ‖ lo ‖ hi, L = 64)
-//	key lo→hi = okm[0:32]
+//	okm       = HKDF-SHA256(IKM = secret, salt = empty, info = "wh control v1" ‖ lo ‖ hi, L = 128)
+//	key lo→hi = okm[0:32]    (ChaCha20-Poly1305)
 //	key hi→lo = okm[32:64]
+//	frame key lo→hi = okm[64:96]  (AES-256-GCM, for relay frames only)
+//	frame key hi→lo = okm[96:128]
 //	nonce     = 00 00 00 00 ‖ counter (the 8 header bytes)
 //
 // Each direction has its own key, so the two sides never use a nonce under

@@ -62,6 +62,20 @@ func FuzzOpen(f *testing.F) {
 		valid[string(pkt)] = m.m
 		f.Add(pkt)
 	}
+	// Relay frames in AES-256-GCM: alice seals them once bob said he has
+	// AES in hardware.
+	alice = NewCodec(alicePriv, testNamespace, 0, WithClock(clock.Now), WithAES(true))
+	if _, _, err := alice.Open(seal(f, NewCodec(bobPriv, testNamespace, 0, WithClock(clock.Now), WithAES(true)), alice.Public(), Ping{})); err != nil {
+		f.Fatal(err)
+	}
+	for _, m := range relayMessages {
+		pkt := seal(f, alice, bob, m.m)
+		if pkt[len(Magic)]&FlagAESFrame == 0 {
+			f.Fatal("no AES frame")
+		}
+		valid[string(pkt)] = m.m
+		f.Add(pkt)
+	}
 	f.Add([]byte{})
 	f.Add([]byte(Magic))
 	f.Add(append([]byte(Magic), make([]byte, Overhead)...))

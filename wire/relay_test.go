@@ -2,9 +2,11 @@ package wire
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"encoding/hex"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -253,39 +255,91 @@ func FuzzParseRelay(f *testing.F) {
 	})
 }
 
-// TestFrameLayout opens a sealed relay frame by hand, as the package
-// documentation draws it: the payload in clear after the header, the type
-// and key encrypted after it, the tag over everything.
+// TestFrameLayout opens sealed relay frames by hand, as the package
+// documentation draws them: the payload in clear after the header, the
+// type and key encrypted after it, the tag over everything; with
+// ChaCha20-Poly1305 until the receiver has said it has AES in hardware,
+// with AES-256-GCM after.
 func TestFrameLayout(t *testing.T) {
 	clock := newFakeClock()
-	alice := NewCodec(alicePriv, testNamespace, 0, WithClock(clock.Now))
-	bob := NewCodec(bobPriv, testNamespace, 0, WithClock(clock.Now))
+	alice := NewCodec(alicePriv, testNamespace, 0, WithClock(clock.Now), WithAES(true))
+	bob := NewCodec(bobPriv, testNamespace, 0, WithClock(clock.Now), WithAES(true))
 	payload := wgData(100)
 	dst := fill(0x5a)
-	pkt, err := alice.Seal(nil, bob.Public(), Relay{Dst: dst, Payload: payload})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(pkt) != Overhead+RelayHeaderLen+len(payload) {
-		t.Errorf("frame of %d bytes, want %d, as a version 1 envelope", len(pkt), Overhead+RelayHeaderLen+len(payload))
-	}
-	if pkt[len(Magic)] != FrameVersion || !bytes.Equal(pkt[HeaderLen:HeaderLen+len(payload)], payload) {
-		t.Fatalf("version %#x, payload at 45 %x", pkt[len(Magic)], pkt[HeaderLen:HeaderLen+len(payload)])
-	}
-	if bytes.Contains(pkt, dst[:8]) {
-		t.Error("the destination key is in clear")
-	}
 	p, err := bob.lookup(alice.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := HeaderLen + len(payload)
-	trailer, err := p.recv.Open(nil, nonce(pkt[:HeaderLen]), pkt[n:], pkt[:n])
-	if err != nil {
-		t.Fatalf("by hand: %v", err)
+	for _, tc := range []struct {
+		name    string
+		version byte
+		aead    cipher.AEAD
+	}{
+		{"chacha", Version | FlagAES | FlagFrame, p.recv},
+		{"aes", Version | FlagAES | FlagFrame | FlagAESFrame, p.recvAES},
+	} {
+		pkt, err := alice.Seal(nil, bob.Public(), Relay{Dst: dst, Payload: payload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pkt) != Overhead+RelayHeaderLen+len(payload) {
+			t.Errorf("%s: frame of %d bytes, want %d, as a version 1 envelope", tc.name, len(pkt), Overhead+RelayHeaderLen+len(payload))
+		}
+		if pkt[len(Magic)] != tc.version || !bytes.Equal(pkt[HeaderLen:HeaderLen+len(payload)], payload) {
+			t.Fatalf("%s: version %#x (want %#x), payload at 45 %x", tc.name, pkt[len(Magic)], tc.version, pkt[HeaderLen:HeaderLen+len(payload)])
+		}
+		if bytes.Contains(pkt, dst[:8]) {
+			t.Errorf("%s: the destination key is in clear", tc.name)
+		}
+		n := HeaderLen + len(payload)
+		trailer, err := tc.aead.Open(nil, nonce(pkt[:HeaderLen]), pkt[n:], pkt[:n])
+		if err != nil {
+			t.Fatalf("%s: by hand: %v", tc.name, err)
+		}
+		if want := append([]byte{byte(TypeRelay)}, dst[:]...); !bytes.Equal(trailer, want) {
+			t.Errorf("%s: trailer %x, want %x", tc.name, trailer, want)
+		}
+		if _, m, err := bob.Open(pkt); err != nil || m.(Relay).Dst != dst {
+			t.Fatalf("%s: Open = %v, %v", tc.name, m, err)
+		}
+		// Bob's next message tells Alice he has AES.
+		if _, _, err := alice.Open(seal(t, bob, alice.Public(), Ping{TxID: 1})); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if want := append([]byte{byte(TypeRelay)}, dst[:]...); !bytes.Equal(trailer, want) {
-		t.Errorf("trailer %x, want %x", trailer, want)
+}
+
+// TestFrameCipherChoice: AES frames go only where both sides have AES in
+// hardware, and a peer that stops saying so gets ChaCha20 frames again.
+func TestFrameCipherChoice(t *testing.T) {
+	for _, tc := range []struct {
+		alice, bob bool // AES in hardware
+		want       byte // FlagAESFrame or 0, for frames from alice once bob spoke
+	}{{true, true, FlagAESFrame}, {true, false, 0}, {false, true, 0}, {false, false, 0}} {
+		clock := newFakeClock()
+		alice := NewCodec(alicePriv, testNamespace, 0, WithClock(clock.Now), WithAES(tc.alice))
+		bob := NewCodec(bobPriv, testNamespace, 0, WithClock(clock.Now), WithAES(tc.bob))
+		if _, _, err := alice.Open(seal(t, bob, alice.Public(), Ping{TxID: 1})); err != nil {
+			t.Fatal(err)
+		}
+		pkt := seal(t, alice, bob.Public(), Relayed{Src: fill(3), Payload: wgData(64)})
+		if got := pkt[len(Magic)] & FlagAESFrame; got != tc.want {
+			t.Errorf("alice AES %v, bob AES %v: frame flag %#x, want %#x", tc.alice, tc.bob, got, tc.want)
+		}
+		if _, _, err := bob.Open(pkt); err != nil {
+			t.Errorf("alice AES %v, bob AES %v: bob cannot open: %v", tc.alice, tc.bob, err)
+		}
+	}
+	// A peer that says it no longer has AES gets ChaCha20 frames.
+	clock := newFakeClock()
+	alice := NewCodec(alicePriv, testNamespace, 0, WithClock(clock.Now), WithAES(true))
+	bob := NewCodec(bobPriv, testNamespace, 0, WithClock(clock.Now), WithAES(true))
+	alice.Open(seal(t, bob, alice.Public(), Ping{TxID: 1}))
+	bobNow := NewCodec(bobPriv, testNamespace, 0, WithClock(clock.Now), WithAES(false))
+	clock.Advance(time.Millisecond)
+	alice.Open(seal(t, bobNow, alice.Public(), Ping{TxID: 2}))
+	if pkt := seal(t, alice, bob.Public(), Relay{Dst: fill(4), Payload: wgData(64)}); pkt[len(Magic)]&FlagAESFrame != 0 {
+		t.Error("AES frame to a peer whose last message said it has no AES")
 	}
 }
 
@@ -305,7 +359,7 @@ func TestFrameRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	ping := seal(t, alice, bob.Public(), Ping{TxID: 1})
-	ping[len(Magic)] = FrameVersion
+	ping[len(Magic)] |= FlagFrame
 	for _, tc := range []struct {
 		name string
 		pkt  []byte
@@ -325,17 +379,26 @@ func TestFrameRejects(t *testing.T) {
 }
 
 // BenchmarkFrame: sealing and opening a relay frame with a full-size
-// payload, against the same with the payload encrypted too (Nodes-sized
-// bodies are not comparable; a raw body of the same size is).
+// payload, in ChaCha20-Poly1305 and in AES-256-GCM, against the same with
+// the payload encrypted too (a raw body of the same size).
 func BenchmarkFrame(b *testing.B) {
-	alice := NewCodec(newPrivate(b), testNamespace, 0)
-	bob := NewCodec(newPrivate(b), testNamespace, 0)
 	payload := wgData(1312)
 	body, _ := Relay{Dst: fill(1), Payload: payload}.AppendBinary(nil)
 	for _, bc := range []struct {
 		name string
+		aes  bool
 		m    Message
-	}{{"frame", Relay{Dst: fill(1), Payload: payload}}, {"encrypted", rawMessage(body)}} {
+	}{
+		{"frame", false, Relay{Dst: fill(1), Payload: payload}},
+		{"frame_aes", true, Relay{Dst: fill(1), Payload: payload}},
+		{"encrypted", false, rawMessage(body)},
+	} {
+		alice := NewCodec(newPrivate(b), testNamespace, 0, WithAES(bc.aes))
+		bob := NewCodec(newPrivate(b), testNamespace, 0, WithAES(bc.aes))
+		if bc.aes && !hasAESHardware {
+			b.Log("no AES in hardware here: frame_aes runs Go's software AES")
+		}
+		alice.Open(seal(b, bob, alice.Public(), Ping{}))
 		b.Run(bc.name, func(b *testing.B) {
 			buf := make([]byte, 0, MaxRelayPacketSize)
 			b.SetBytes(int64(len(payload)))
