@@ -236,6 +236,36 @@ func TestNATGrid(t *testing.T) {
 		}
 		t.Logf("direct again %v after the flush", time.Since(start).Round(time.Millisecond))
 	})
+
+	// Fault: a peer restarts (same key, a new port); traffic resumes, on
+	// the path its kinds allow, within 30 s.
+	t.Run("peer_restart", func(t *testing.T) {
+		for _, pair := range [][2]string{{"res1", "res2"}, {"sym1", "sym2"}} {
+			a, bn := pair[0], pair[1]
+			procs[bn].Stop()
+			start := time.Now()
+			procs[bn] = nodes[bn].up(t, conf, "--log-level", "info")
+			nodes[bn].waitUp(t, procs[bn])
+			if err := ping(t, nodes[a], ip(bn), 30*time.Second); err != nil {
+				t.Fatalf("%s restarted: %v", bn, err)
+			}
+			p, _ := peerStatus(t, nodes[a], bn)
+			t.Logf("%s restarted: %s reaches it again after %v, %s %s%s", bn, a, time.Since(start).Round(time.Millisecond), p.Path, p.Endpoint, p.Relay)
+			if want := mustBeDirect(kindOf(a), kindOf(bn)); want && p.Path != "direct" {
+				t.Errorf("%s↔%s: path %s after the restart, must be direct", a, bn, p.Path)
+			}
+		}
+	})
+}
+
+// kindOf returns the grid kind of a node name (its first three letters).
+func kindOf(name string) string {
+	for _, k := range gridKinds {
+		if strings.HasPrefix(name, k[:3]) {
+			return k
+		}
+	}
+	return ""
 }
 
 func secs(s float64) string {
