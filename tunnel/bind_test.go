@@ -791,13 +791,7 @@ func TestHeldHandshakes(t *testing.T) {
 				receiveOne(t, b, relayFrame(peer, initiation))
 			}
 			var sent [][]byte
-			relay := func(bufs [][]byte) error {
-				for _, p := range bufs {
-					sent = append(sent, bytes.Clone(p))
-				}
-				return nil
-			}
-			if err := b.SetPath(peer, Path{Relay: relay}); err != nil {
+			if err := b.SetPath(peer, Path{Relay: recordTo(&sent)}); err != nil {
 				t.Fatal(err)
 			}
 			var want [][]byte
@@ -808,6 +802,16 @@ func TestHeldHandshakes(t *testing.T) {
 				t.Errorf("sent when the path appeared (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// recordTo returns a Relay func that appends copies of what it sends to *to.
+func recordTo(to *[][]byte) func([][]byte) error {
+	return func(bufs [][]byte) error {
+		for _, p := range bufs {
+			*to = append(*to, bytes.Clone(p))
+		}
+		return nil
 	}
 }
 
@@ -832,12 +836,7 @@ func receiveOne(t *testing.T, b *Bind, pkt []byte) {
 func TestHeldInitiationCrossedByRelayedOne(t *testing.T) {
 	peer := testKey(t).Public()
 	var sent [][]byte
-	relay := func(bufs [][]byte) error {
-		for _, p := range bufs {
-			sent = append(sent, bytes.Clone(p))
-		}
-		return nil
-	}
+	relay := recordTo(&sent)
 	var b *Bind
 	unwrap := unwrapTestRelay(nil)
 	b = NewBind(BindOptions{ // no Self: no tie-break delay
@@ -900,15 +899,7 @@ func TestResendOnPathChange(t *testing.T) {
 			ep, _ := b.endpoint(peer)
 			b.open.Store(true)
 			var first, second [][]byte
-			rec := func(to *[][]byte) func([][]byte) error {
-				return func(bufs [][]byte) error {
-					for _, p := range bufs {
-						*to = append(*to, bytes.Clone(p))
-					}
-					return nil
-				}
-			}
-			b.SetPath(peer, Path{Relay: rec(&first)})
+			b.SetPath(peer, Path{Relay: recordTo(&first)})
 			if err := b.Send([][]byte{tc.pkt}, ep); err != nil {
 				t.Fatal(err)
 			}
@@ -919,7 +910,7 @@ func TestResendOnPathChange(t *testing.T) {
 				time.Sleep(time.Millisecond)
 				receiveOne(t, b, relayFrame(peer, wgPacket(device.MessageInitiationType, device.MessageInitiationSize, 7)))
 			}
-			b.SetPath(peer, Path{Relay: rec(&second)})
+			b.SetPath(peer, Path{Relay: recordTo(&second)})
 			if got := len(second) == 1 && bytes.Equal(second[0], tc.pkt); got != tc.want || len(second) > 1 {
 				t.Errorf("sent on the new path: %x, want it again: %v", second, tc.want)
 			}
