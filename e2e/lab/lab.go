@@ -178,6 +178,14 @@ func (l *Lab) Public(name string) *Host {
 	return &Host{lab: l, Name: name, NS: ns, Addr: addr}
 }
 
+// Lossy makes h drop each packet it sends or receives with probability p
+// (iptables' statistic match: this kernel may lack netem).
+func (h *Host) Lossy(p float64) {
+	for _, rule := range [][]string{{"INPUT", "!", "-i", "lo"}, {"OUTPUT", "!", "-o", "lo"}} {
+		h.lab.must(h.NS, "iptables", append(append([]string{"-I"}, rule...), "-m", "statistic", "--mode", "random", "--probability", fmt.Sprint(p), "-j", "DROP")...)
+	}
+}
+
 // Firewalled adds a host on the internet behind a stateful firewall and
 // no NAT, as servers with a host firewall and IPv6 homes are: it reaches
 // anyone, and only hosts it has sent to reach it.
