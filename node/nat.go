@@ -103,7 +103,11 @@ func (nd *Node) isPeer(k key.Public) bool {
 // no path of our own to the peer, it becomes the peer's relay. That is how
 // a peer no lookup shows a way to is answered, such as one with a public
 // address behind a firewall that lets in only those it has sent to, which
-// has no Via, and whose relay towards us is one of our own Vias.
+// has no Via, and whose relay towards us is one of our own Vias. A node
+// that forges a Relayed for a peer we have no path to becomes that peer's
+// relay until the next path search replaces the candidates: no more than
+// a DHT node that offers itself as a Via can do, and, as for any relay, it
+// sees only WireGuard ciphertext.
 func (nd *Node) relayedFrom(k, relay key.Public, addr netip.AddrPort) bool {
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
