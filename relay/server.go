@@ -198,8 +198,8 @@ func (s *Server) Route(from key.Public, r wire.Relay) (netip.AddrPort, bool) {
 	}
 	addr, ok := s.cfg.Locate(r.Dst)
 	if !ok || !addr.IsValid() {
-		if c.noRoute.Add(1)&(c.noRoute.Load()-1) == 0 { // 1st, 2nd, 4th, 8th...
-			s.log.Debug("relay: destination unknown", "from", from.Short(8), "dst", r.Dst.Short(8), "count", c.noRoute.Load())
+		if n := c.noRoute.Add(1); n&(n-1) == 0 { // the 1st, 2nd, 4th, 8th...
+			s.log.Debug("relay: destination unknown", "from", from.Short(8), "dst", r.Dst.Short(8), "count", n)
 		}
 		return netip.AddrPort{}, false
 	}
