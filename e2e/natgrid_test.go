@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"text/tabwriter"
 	"time"
 
-	"github.com/whnet/wh/config"
 	"github.com/whnet/wh/e2e/lab"
 	"github.com/whnet/wh/node"
 )
@@ -65,12 +63,8 @@ func TestNATGrid(t *testing.T) {
 		t.Skip("the NAT grid takes a few minutes")
 	}
 	l := newLab(t)
-	nodes := map[string]*member{}
-	var order []string
-	add := func(name string, h *lab.Host) {
-		nodes[name] = newMember(t, l, name, h, 8)
-		order = append(order, name)
-	}
+	net := newNATNet(t, l)
+	add, nodes, ip := net.add, net.nodes, net.ip
 	infra := []string{"boot", "relay1", "relay2"}
 	for _, n := range infra {
 		add(n, l.Public(n))
@@ -105,32 +99,8 @@ func TestNATGrid(t *testing.T) {
 	}
 
 	// One config for all: the infrastructure as boot nodes, every node trusted.
-	var b strings.Builder
-	fmt.Fprintf(&b, "name grid\nsubnet 10.90.0.0/24\n")
-	for _, n := range infra {
-		fmt.Fprintf(&b, "boot %s %s %s:62096\n", n, nodes[n].pub(), nodes[n].host.Addr)
-	}
-	for _, n := range order[len(infra):] {
-		fmt.Fprintf(&b, "trust %s %s\n", n, nodes[n].pub())
-	}
-	conf := filepath.Join(l.Dir(), "grid.conf")
-	writeFile(t, conf, b.String())
-	netw, err := config.Load(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	procs := map[string]*lab.Proc{}
-	for _, n := range order {
-		args := []string{"--log-level", "info"}
-		if n == "boot" || n == "relay1" || n == "relay2" {
-			args = append(args, "listen-port", "62096")
-		}
-		procs[n] = nodes[n].up(t, conf, args...)
-	}
-	for _, n := range order {
-		nodes[n].waitUp(t, procs[n])
-	}
-	ip := func(n string) string { nd, _ := netw.Node(nodes[n].pub()); return nd.IP.String() }
+	net.start("grid", "10.90.0.0/24", len(infra))
+	procs := net.procs
 
 	var results []*gridResult
 	for i, ka := range gridKinds {
@@ -242,10 +212,8 @@ func TestNATGrid(t *testing.T) {
 	t.Run("peer_restart", func(t *testing.T) {
 		for _, pair := range [][2]string{{"res1", "res2"}, {"sym1", "sym2"}} {
 			a, bn := pair[0], pair[1]
-			procs[bn].Stop()
 			start := time.Now()
-			procs[bn] = nodes[bn].up(t, conf, "--log-level", "info")
-			nodes[bn].waitUp(t, procs[bn])
+			net.restart(bn)
 			if err := ping(t, nodes[a], ip(bn), 30*time.Second); err != nil {
 				t.Fatalf("%s restarted: %v", bn, err)
 			}

@@ -2,12 +2,9 @@ package e2e
 
 import (
 	"fmt"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/whnet/wh/config"
 	"github.com/whnet/wh/e2e/lab"
 )
 
@@ -22,12 +19,10 @@ func TestNATLossy(t *testing.T) {
 	}
 	const loss = 0.03
 	l := newLab(t)
-	nodes := map[string]*member{}
-	var order []string
+	net := newNATNet(t, l)
 	add := func(name string, h *lab.Host) {
 		h.Lossy(loss)
-		nodes[name] = newMember(t, l, name, h, 8)
-		order = append(order, name)
+		net.add(name, h)
 	}
 	add("boot", l.Public("boot"))
 	add("relay", l.Public("relay"))
@@ -37,32 +32,8 @@ func TestNATLossy(t *testing.T) {
 	for _, n := range []string{"sym1", "sym2"} {
 		add(n, l.NAT(n+"r", lab.Symmetric).Add(n))
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "name lossy\nsubnet 10.91.0.0/24\n")
-	for _, n := range order[:2] {
-		fmt.Fprintf(&b, "boot %s %s %s:62096\n", n, nodes[n].pub(), nodes[n].host.Addr)
-	}
-	for _, n := range order[2:] {
-		fmt.Fprintf(&b, "trust %s %s\n", n, nodes[n].pub())
-	}
-	conf := filepath.Join(l.Dir(), "lossy.conf")
-	writeFile(t, conf, b.String())
-	netw, err := config.Load(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	procs := map[string]*lab.Proc{}
-	for _, n := range order {
-		var extra []string
-		if n == "boot" || n == "relay" {
-			extra = []string{"listen-port", "62096"}
-		}
-		procs[n] = nodes[n].up(t, conf, extra...)
-	}
-	for _, n := range order {
-		nodes[n].waitUp(t, procs[n])
-	}
-	ip := func(n string) string { nd, _ := netw.Node(nodes[n].pub()); return nd.IP.String() }
+	net.start("lossy", "10.91.0.0/24", 2)
+	nodes, ip := net.nodes, net.ip
 
 	for _, tc := range []struct {
 		a, b, want string
