@@ -1,8 +1,6 @@
 package wire
 
 import (
-	"bytes"
-	"encoding/hex"
 	"errors"
 	"net/netip"
 	"strings"
@@ -11,11 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-var punchMessages = []struct {
-	name string
-	m    Message
-	want string // hex of the body
-}{
+var punchMessages = []msgCase{
 	{"punch_empty", Punch{TxID: 1, Target: k0to31},
 		"05 0000000000000001 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f 00 00"},
 	{"punch", Punch{TxID: 0x0102030405060708, Target: fill(0x11), Mapping: 2, Candidates: []netip.AddrPort{v4, v6}},
@@ -28,38 +22,6 @@ var punchMessages = []struct {
 			" 06 20010db8000000000000000000000001 01bb 04 c0000201 ca6c"},
 	{"punch_from_reply", PunchFrom{TxID: 4, From: fill(0x44), Reply: true},
 		"0a 0000000000000004 " + strings.Repeat("44", 32) + " 01 00"},
-}
-
-func TestPunchAppendBinary(t *testing.T) {
-	for _, tt := range punchMessages {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := tt.m.AppendBinary([]byte("foo"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := append([]byte("foo"), unhex(t, tt.want)...)
-			if diff := cmp.Diff(hex.EncodeToString(want), hex.EncodeToString(got)); diff != "" {
-				t.Errorf("bytes (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-func TestPunchParse(t *testing.T) {
-	for _, tt := range punchMessages {
-		t.Run(tt.name, func(t *testing.T) {
-			body := unhex(t, tt.want)
-			for _, b := range [][]byte{body, append(bytes.Clone(body), 0xde, 0xad)} {
-				got, err := ParseMessage(b)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if diff := cmp.Diff(tt.m, got, cmp.Comparer(addrPortEqual)); diff != "" {
-					t.Errorf("(-want +got):\n%s", diff)
-				}
-			}
-		})
-	}
 }
 
 func TestPunchParseErrors(t *testing.T) {
