@@ -273,6 +273,7 @@ func (nd *Node) handleControl(msgs []tunnel.Control) {
 		return // New has not finished: a peer was quick
 	}
 	var fwd forwards
+	var run relayedRun
 	for i := range msgs {
 		c := &msgs[i]
 		from, m, err := nd.codec.OpenInPlace(c.Pkt)
@@ -280,6 +281,18 @@ func (nd *Node) handleControl(msgs []tunnel.Control) {
 			continue // counted by the codec
 		}
 		src := c.Src
+		if r, ok := m.(wire.Relayed); ok {
+			// From any relay (see package relay), for trusted peers only.
+			// A burst comes from one relay for one peer: look it up once.
+			if !run.valid || run.relay != from || run.addr != src || run.peer != r.Src {
+				nd.observe(from, src)
+				run = relayedRun{relay: from, addr: src, peer: r.Src, trusted: nd.relayedFrom(r.Src, from, src), valid: true}
+			}
+			if run.trusted {
+				c.Relayed, c.Peer = r.Payload, r.Src
+			}
+			continue
+		}
 		nd.observe(from, src)
 		switch m := m.(type) {
 		case wire.Pong:
@@ -287,12 +300,6 @@ func (nd *Node) handleControl(msgs []tunnel.Control) {
 		case wire.Relay:
 			if addr, ok := nd.relayServer.Route(from, m); ok {
 				fwd.add(m.Dst, addr, from, m)
-			}
-			continue
-		case wire.Relayed:
-			// From any relay (see package relay), for trusted peers only.
-			if nd.relayedFrom(m.Src, from, src) {
-				c.Relayed, c.Peer = m.Payload, m.Src
 			}
 			continue
 		}
@@ -307,6 +314,16 @@ func (nd *Node) handleControl(msgs []tunnel.Control) {
 			}
 		}
 	}
+}
+
+// relayedRun is the last Relayed of a batch: its relay, the relay's
+// address and the peer it came from, and whether that peer is trusted.
+type relayedRun struct {
+	relay   key.Public
+	addr    netip.AddrPort
+	peer    key.Public
+	trusted bool
+	valid   bool
 }
 
 // forwards are the Relayed messages of one batch, by destination.
