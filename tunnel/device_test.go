@@ -116,6 +116,21 @@ func echoServer(t *testing.T, n *stackNode) {
 	}()
 }
 
+// dialEcho starts an echo server on b and dials it from a over the tunnel;
+// the connection is closed when the test ends.
+func dialEcho(t *testing.T, a, b *stackNode) net.Conn {
+	t.Helper()
+	echoServer(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := a.net.DialContextTCPAddrPort(ctx, netip.AddrPortFrom(b.ip, 7))
+	if err != nil {
+		t.Fatalf("dial over the tunnel: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // roundTrip sends size bytes over c and reads them back.
 func roundTrip(t *testing.T, c net.Conn, size int, tag byte) {
 	t.Helper()
@@ -139,14 +154,7 @@ func TestDevicesOverNetstack(t *testing.T) {
 	checkGoroutines(t)
 	a, b := newStackNode(t, "10.9.0.1"), newStackNode(t, "10.9.0.2")
 	connect(t, a, b, true)
-	echoServer(t, b)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := a.net.DialContextTCPAddrPort(ctx, netip.AddrPortFrom(b.ip, 7))
-	if err != nil {
-		t.Fatalf("dial over the tunnel: %v", err)
-	}
-	defer c.Close()
+	c := dialEcho(t, a, b)
 	roundTrip(t, c, 256<<10, 1)
 
 	handshakeA, handshakeB := onlyPeer(t, a).LastHandshake, onlyPeer(t, b).LastHandshake
@@ -208,14 +216,7 @@ func TestDeviceRoaming(t *testing.T) {
 	checkGoroutines(t)
 	a, b := newStackNode(t, "10.9.1.1"), newStackNode(t, "10.9.1.2")
 	connect(t, a, b, false)
-	echoServer(t, b)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := a.net.DialContextTCPAddrPort(ctx, netip.AddrPortFrom(b.ip, 7))
-	if err != nil {
-		t.Fatalf("dial over the tunnel: %v", err)
-	}
-	defer c.Close()
+	c := dialEcho(t, a, b)
 	roundTrip(t, c, 1000, 1)
 	if got, want := onlyPeer(t, b).Endpoint, a.addr().String(); got != want {
 		t.Fatalf("unlearned: device endpoint %q, want it roamed to %q", got, want)
