@@ -52,8 +52,9 @@ open WireGuard tunnels to them on interface NAME (default wh- and the first
 8 characters of the public key), and answer their hostnames over DNS.
 
 Everything is checked before the daemon detaches: the config, the key (its
-workbits), the port and the rights. Without private-key, the node uses an
-ephemeral key that meets the network's workbit. A node whose key has no
+workbits), the port and the rights. The private-key file must be
+accessible to its owner only (chmod 600). Without private-key, the node
+uses an ephemeral key that meets the network's workbit. A node whose key has no
 address in the config is headless: DHT, bootstrap and relay only, no
 interface.
 
@@ -200,8 +201,24 @@ func parseLogLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
+// readKeyFile reads a private key from a file that only its owner can
+// access: a key others can read is no longer private, one they can write
+// is theirs to swap.
 func readKeyFile(path string) (key.Private, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return key.Private{}, fmt.Errorf("private-key: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return key.Private{}, fmt.Errorf("private-key: %w", err)
+	}
+	if who := accessibleTo(fi); who != "" {
+		return key.Private{}, fmt.Errorf("private-key %s is accessible to %s (mode %04o): run `chmod 600 %s`",
+			path, who, fi.Mode().Perm(), path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return key.Private{}, fmt.Errorf("private-key: %w", err)
 	}
