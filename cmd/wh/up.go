@@ -158,7 +158,7 @@ func plan(ctx context.Context, io stdio, cfgPath string, o *upOptions) (*upPlan,
 	}
 	pub := p.priv.Public()
 	if wb := key.Workbits(pub, n.Namespace); wb < n.Workbit {
-		return nil, fmt.Errorf("key %s has %d workbits, network %q needs %d: make one with `wh genkey %s > node.sk`",
+		return nil, fmt.Errorf("key %s has %d workbits, network %q needs %d: make one with `(umask 077; wh genkey %s > node.sk)`",
 			pub, wb, n.Name, n.Workbit, cfgPath)
 	}
 
