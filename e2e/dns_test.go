@@ -61,7 +61,7 @@ func TestNames(t *testing.T) {
 		want string
 	}{
 		{[]string{"+short", "beta.mesh", "A"}, "10.80.0.3"},
-		{[]string{"+short", "BETA.NET", "A"}, "10.80.0.3"},
+		{[]string{"+short", "BETA.MESH", "A"}, "10.80.0.3"},
 		{[]string{"+short", "beta", "A"}, "10.80.0.3"},
 		{[]string{"+short", "beta.mesh", "AAAA"}, bIPv6},
 		{[]string{"+short", "alpha.mesh", "A"}, "10.80.0.2"},
