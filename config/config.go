@@ -9,6 +9,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"golang.org/x/net/publicsuffix"
+
 	"github.com/whnet/wh/key"
 )
 
@@ -180,6 +182,10 @@ func (p *parser) header(n int, dir string, args []string) error {
 	v := args[0]
 	switch dir {
 	case "name":
+		if isPublicSuffix(v) {
+			return p.errorf(n, "name: %q is a public suffix (a domain like com or co.uk that others register names under): "+
+				"members would resolve every name under it to the network", v)
+		}
 		p.net.Name = v
 	case "namespace":
 		p.net.Namespace = v
@@ -358,4 +364,30 @@ func (n *Network) filter(keep func(Node) bool) []Node {
 		}
 	}
 	return out
+}
+
+// isPublicSuffix reports whether name, as a DNS domain, is a public
+// suffix on the Public Suffix List (https://publicsuffix.org): a domain
+// under which anyone may register names, like com, co.uk or github.io, or
+// one whose every subdomain is such a suffix (ck, under the rule *.ck).
+//
+// The list's algorithm also makes every unlisted top-level label a suffix
+// (its implicit rule "*"); such names (demo, tutorial, public) are what
+// networks are called, so only listed rules count.
+func isPublicSuffix(name string) bool {
+	d := strings.TrimSuffix(strings.ToLower(name), ".")
+	if d == "" {
+		return false
+	}
+	// The implicit rule only ever yields the last label, and every rule of
+	// the list's private section has more than one: a single label that is
+	// not ICANN's came from the implicit rule.
+	if ps, icann := publicsuffix.PublicSuffix(d); ps == d && (icann || strings.Contains(d, ".")) {
+		return true
+	}
+	// A wildcard rule *.d makes any child of d a suffix; the implicit
+	// rule never yields two labels.
+	probe := "whprobe." + d
+	ps, _ := publicsuffix.PublicSuffix(probe)
+	return ps == probe
 }

@@ -301,6 +301,8 @@ func errorCases(tb testing.TB) []errorCase {
 		{"name_missing", "name", `net.conf:1: name: missing value`},
 		{"name_stray_word", "name my network", `net.conf:1: name: unexpected "network"`},
 		{"name_twice", "name a\nname b", `net.conf:2: name: already set on line 1`},
+		{"name_public_suffix", "# a network\n\nname com\n" + sub, `net.conf:3: name: "com" is a public suffix` + publicSuffixMsg},
+		{"name_public_suffix_two_labels", "name co.uk", `net.conf:1: name: "co.uk" is a public suffix` + publicSuffixMsg},
 		{"namespace_twice", "namespace a\n\nnamespace a", `net.conf:3: namespace: already set on line 1`},
 		{"workbit_twice", "workbit 8\nworkbit 8", `net.conf:2: workbit: already set on line 1`},
 		{"subnet_twice", sub + sub, `net.conf:2: subnet: already set on line 1`},
@@ -369,6 +371,32 @@ func errorCases(tb testing.TB) []errorCase {
 		{"too_many_slash32", "subnet 10.0.42.1/32\nalias a " + keyA, `net.conf:2: alias: too many trusted nodes for subnet 10.0.42.1/32`},
 		{"control_character", "name a\x01b", `net.conf:1: control character U+0001`},
 		{"invalid_utf8", "name ok\nname \xff", `net.conf:2: invalid UTF-8`},
+	}
+}
+
+const publicSuffixMsg = " (a domain like com or co.uk that others register names under): members would resolve every name under it to the network"
+
+// TestNamePublicSuffix: a network's name is its members' DNS domain, so it
+// may not be a domain under which others register names; the names
+// networks are called by (WireHub's "public" and "tutorial" among them)
+// stay valid.
+func TestNamePublicSuffix(t *testing.T) {
+	for _, name := range []string{
+		"com", "COM", "com.", "org", "io", "uk", "co.uk", "Co.UK", "home.arpa",
+		"github.io", "blogspot.com", // the list's private section
+		"ck", "x.ck", "kawasaki.jp", // wildcard rules: every child of ck is a suffix
+	} {
+		_, err := Parse("net.conf", []byte("name "+name+"\n"))
+		var e *Error
+		if !errors.As(err, &e) || e.Line != 1 || !strings.Contains(e.Msg, "public suffix") {
+			t.Errorf("name %s: err = %v, want a public-suffix error on line 1", name, err)
+		}
+	}
+	for _, name := range []string{"public", "tutorial", "demo", "wh", "home", "corp", "lan", "example.com", "mynet.github.io", "www.ck"} {
+		n, err := Parse("net.conf", []byte("name "+name+"\n"))
+		if err != nil || n.Name != name {
+			t.Errorf("name %s: %+v, %v", name, n, err)
+		}
 	}
 }
 

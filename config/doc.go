@@ -33,7 +33,9 @@
 //	alias [<hostname>] [<ip>] <key> [<endpoint>]    as trust, named by an alias key
 //
 // name, namespace, workbit and subnet take exactly one word and may each be
-// given once. The subnet must be written as its network address (no host
+// given once. The name is the members' DNS domain for the network, so it
+// may not be a public suffix on the Public Suffix List (com, co.uk,
+// github.io): every name under it would resolve to the network. The subnet must be written as its network address (no host
 // bits set) and must come before any trust, router or alias line. An
 // unknown directive, a missing argument and an extra word are errors.
 //
@@ -105,6 +107,7 @@
 //
 //   - Unknown directives and extra words are errors (WireHub ignored them).
 //   - name, like namespace, workbit and subnet, may be given only once.
+//   - name may not be a public suffix.
 //   - workbit is a decimal integer from 0 to 256.
 //   - The subnet may be IPv6, and must be written without host bits.
 //   - A static IP may not be the subnet's first or last address.

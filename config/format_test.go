@@ -103,6 +103,9 @@ func genNetwork(rng *rand.Rand) (*Network, int) {
 	}
 	if rng.IntN(2) == 0 {
 		n.Name = genWord(rng)
+		for isPublicSuffix(n.Name) { // "eg" is Egypt's: not a valid name
+			n.Name = genWord(rng)
+		}
 	}
 	if s := genSubnets[rng.IntN(len(genSubnets))]; s != "" {
 		n.Subnet = netip.MustParsePrefix(s)

@@ -25,7 +25,7 @@ func TestNames(t *testing.T) {
 	b := newMember(t, l, "b", l.Public("b"), 8)
 	c := newMember(t, l, "c", l.Public("c"), 8)
 
-	base := fmt.Sprintf("name net\nsubnet 10.80.0.0/24\nboot %s %s:62096\ntrust alpha %s\ntrust beta %s\n",
+	base := fmt.Sprintf("name mesh\nsubnet 10.80.0.0/24\nboot %s %s:62096\ntrust alpha %s\ntrust beta %s\n",
 		boot.pub(), boot.host.Addr, a.pub(), b.pub())
 	conf := filepath.Join(l.Dir(), "net.conf")
 	writeFile(t, conf, base)
@@ -62,21 +62,21 @@ func TestNames(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"+short", "beta.net", "A"}, "10.80.0.3"},
-		{[]string{"+short", "BETA.NET", "A"}, "10.80.0.3"},
+		{[]string{"+short", "beta.mesh", "A"}, "10.80.0.3"},
+		{[]string{"+short", "BETA.MESH", "A"}, "10.80.0.3"},
 		{[]string{"+short", "beta", "A"}, "10.80.0.3"},
-		{[]string{"+short", "beta.net", "AAAA"}, bIPv6},
-		{[]string{"+short", "alpha.net", "A"}, "10.80.0.2"},
-		{[]string{"+short", "-x", "10.80.0.3"}, "beta.net."},
-		{[]string{"+short", "-x", bIPv6}, "beta.net."},
+		{[]string{"+short", "beta.mesh", "AAAA"}, bIPv6},
+		{[]string{"+short", "alpha.mesh", "A"}, "10.80.0.2"},
+		{[]string{"+short", "-x", "10.80.0.3"}, "beta.mesh."},
+		{[]string{"+short", "-x", bIPv6}, "beta.mesh."},
 	}
 	for _, ck := range checks {
 		if got := dig(ck.args...); got != ck.want {
 			t.Errorf("dig %v = %q, want %q", ck.args, got, ck.want)
 		}
 	}
-	if got := dig("+noall", "+comments", "nobody.net", "A"); !strings.Contains(got, "status: NXDOMAIN") {
-		t.Errorf("dig nobody.net: want NXDOMAIN:\n%s", got)
+	if got := dig("+noall", "+comments", "nobody.mesh", "A"); !strings.Contains(got, "status: NXDOMAIN") {
+		t.Errorf("dig nobody.mesh: want NXDOMAIN:\n%s", got)
 	}
 
 	// Reload with a new host: its name answers at once.
@@ -86,8 +86,8 @@ func TestNames(t *testing.T) {
 	if out, err := a.wh(ctx, "reload", a.iface); err != nil {
 		t.Fatalf("reload: %v\n%s", err, out)
 	}
-	if got := dig("+short", "gamma.net", "A"); got != "10.80.0.4" {
-		t.Errorf("after reload, gamma.net = %q, want 10.80.0.4", got)
+	if got := dig("+short", "gamma.mesh", "A"); got != "10.80.0.4" {
+		t.Errorf("after reload, gamma.mesh = %q, want 10.80.0.4", got)
 	}
 
 	// Hosts mode, seen from inside a's mount namespace.
@@ -99,17 +99,17 @@ func TestNames(t *testing.T) {
 	inA := func(args ...string) (string, error) {
 		return a.host.Run(ctx, "nsenter", append([]string{"-t", pid, "-m", "--"}, args...)...)
 	}
-	if out, err := inA("getent", "hosts", "beta.net"); err != nil || !(strings.Contains(out, "10.80.0.3") || strings.Contains(out, bIPv6)) {
-		t.Errorf("getent hosts beta.net: %v: %q", err, out)
+	if out, err := inA("getent", "hosts", "beta.mesh"); err != nil || !(strings.Contains(out, "10.80.0.3") || strings.Contains(out, bIPv6)) {
+		t.Errorf("getent hosts beta.mesh: %v: %q", err, out)
 	}
-	if out, err := inA("getent", "ahostsv4", "beta.net"); err != nil || !strings.Contains(out, "10.80.0.3") {
-		t.Errorf("getent ahostsv4 beta.net: %v: %q", err, out)
+	if out, err := inA("getent", "ahostsv4", "beta.mesh"); err != nil || !strings.Contains(out, "10.80.0.3") {
+		t.Errorf("getent ahostsv4 beta.mesh: %v: %q", err, out)
 	}
-	if out, err := inA("ping", "-c1", "-W2", "beta.net"); err != nil {
-		t.Errorf("ping beta.net: %v\n%s", err, out)
+	if out, err := inA("ping", "-c1", "-W2", "beta.mesh"); err != nil {
+		t.Errorf("ping beta.mesh: %v\n%s", err, out)
 	}
-	if out, err := a.wh(ctx, "resolve", "beta.net"); err != nil || !strings.Contains(out, "10.80.0.3") {
-		t.Errorf("wh resolve beta.net: %v: %q", err, out)
+	if out, err := a.wh(ctx, "resolve", "beta.mesh"); err != nil || !strings.Contains(out, "10.80.0.3") {
+		t.Errorf("wh resolve beta.mesh: %v: %q", err, out)
 	}
 	if out, err := a.wh(ctx, "resolve", "10.80.0.4"); err != nil || strings.TrimSpace(out) != "gamma" {
 		t.Errorf("wh resolve 10.80.0.4: %v: %q", err, out)

@@ -415,14 +415,11 @@ func TestSearchCancel(t *testing.T) {
 	t.Run("cancel", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		time.AfterFunc(50*time.Millisecond, cancel)
-		start := time.Now()
+		// No key has MaxWorkbit: Search returns only because it is
+		// cancelled.
 		_, err := Search(ctx, MaxWorkbit, "public", SearchOptions{})
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("error = %v, want context.Canceled", err)
-		}
-		// A group takes about a millisecond; allow for a loaded machine.
-		if d := time.Since(start); d > time.Second {
-			t.Errorf("returned %v after start, want soon after the 50ms cancel", d)
 		}
 	})
 	t.Run("deadline", func(t *testing.T) {

@@ -26,7 +26,11 @@
 // # Where it listens
 //
 // The node listens on its overlay addresses, so peers can ask it, and on
-// LoopbackAddr(iface) port 53 for the local system. Listen opens UDP and
+// LoopbackAddr(iface) port 53 for the local system. Each listener answers
+// only loopback and ORCHID sources and those inside a prefix of the
+// interface holding its address (the overlay subnet): a LAN neighbour
+// routing to an overlay address, which Linux's weak-host model lets in,
+// gets nothing. Listen opens UDP and
 // TCP on each address with a private dns.ServeMux, returns only once every
 // listener runs (NotifyStartedFunc), so Close never races miekg/dns's
 // start-up.

@@ -85,6 +85,18 @@ func (u *fakeUpstream) seen() (nets []string, ids []uint16) {
 }
 
 // deadUpstream returns a loopback address where nothing listens.
+// silentUpstream returns the address of an open UDP socket that never
+// answers.
+func silentUpstream(t *testing.T) netip.AddrPort {
+	t.Helper()
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
 func deadUpstream(t *testing.T) netip.AddrPort {
 	t.Helper()
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -172,19 +184,19 @@ func TestForwardFailover(t *testing.T) {
 		want      string
 	}{
 		{"dead_then_live", []string{deadUpstream(t).String(), up.addr.String()}, "NOERROR"},
+		// Only the forward timeout moves past a silent upstream: without it
+		// ServeDNS would never return.
+		{"silent_then_live", []string{silentUpstream(t).String(), up.addr.String()}, "NOERROR"},
+		{"all_silent", []string{silentUpstream(t).String()}, "SERVFAIL"},
 		{"all_dead", []string{deadUpstream(t).String()}, "SERVFAIL"},
 		{"none", []string{}, "SERVFAIL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newTestHandler(t, Options{Upstreams: tt.upstreams, ForwardTimeout: 300 * time.Millisecond})
-			start := time.Now()
 			got := ask(t, h, "example.com.", dns.TypeA)
 			if rc := dns.RcodeToString[got.Rcode]; rc != tt.want {
 				t.Errorf("rcode %s, want %s", rc, tt.want)
-			}
-			if d := time.Since(start); d > 2*time.Second {
-				t.Errorf("took %v, want the forward timeout to bound it", d)
 			}
 		})
 	}
@@ -216,12 +228,11 @@ func TestForwardNotToSelf(t *testing.T) {
 		t.Skipf("port %v taken meanwhile: %v", self, err)
 	}
 	defer s.Close()
-	start := time.Now()
+	if ups := *h.upstreams.Load(); len(ups) != 0 {
+		t.Errorf("upstreams %v, want none: the only one is this resolver", ups)
+	}
 	if got := ask(t, h, "example.com.", dns.TypeA); got.Rcode != dns.RcodeServerFailure {
 		t.Errorf("rcode %s, want SERVFAIL (no upstream but itself)", dns.RcodeToString[got.Rcode])
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("took %v: forwarded to itself", d)
 	}
 }
 

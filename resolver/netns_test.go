@@ -15,16 +15,30 @@ import (
 	"time"
 
 	"github.com/whnet/wh/internal/testenv"
+	"github.com/whnet/wh/orchid"
 )
 
 // netnsChildEnv tells the test binary it runs as TestNetns's child, inside
 // the namespaces the parent made.
 const netnsChildEnv = "WH_RESOLVER_NETNS_CHILD"
 
-// TestNetns runs the resolver on a 127.119.x.y address in a fresh network
-// namespace and asks it with the real dig, then checks hosts mode with the
-// real getent against an /etc/hosts that is a bind mount private to the
-// child's mount namespace.
+// netnsPeersEnv names the namespaces of a peer on the overlay and of a LAN
+// neighbour, "PEER LAN".
+const netnsPeersEnv = "WH_RESOLVER_NETNS_PEERS"
+
+// TestNetns runs the resolver on a 127.119.x.y address and on overlay
+// addresses in a fresh network namespace and asks it with the real dig,
+// from the node itself, from a peer on the overlay link, and from a LAN
+// neighbour that routes to the overlay addresses (which must get nothing),
+// then checks hosts mode with the real getent against an /etc/hosts that is
+// a bind mount private to the child's mount namespace.
+//
+//	peer ns                 node ns (the resolver)              lan ns
+//	wh0p 10.0.42.2/24 ─── wh0 10.0.42.1/24, 2001:1243:…/128
+//	     2001:20::2/128          lan0 192.168.77.1/24 ─────── lan0p 192.168.77.2/24
+//	                                 fd77::1/64                     fd77::2/64
+//	                                                          routes to 10.0.42.0/24
+//	                                                          and the ORCHID via lan0p
 func TestNetns(t *testing.T) {
 	testenv.NeedRoot(t, "creates network and mount namespaces")
 	testenv.NeedTools(t, "ip", "unshare", "dig", "getent")
@@ -39,17 +53,36 @@ func TestNetns(t *testing.T) {
 			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
-	run("ip", "netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	run("ip", "-n", ns, "link", "set", "lo", "up")
+	peerNS, lanNS := ns+"-peer", ns+"-lan"
+	for _, n := range []string{ns, peerNS, lanNS} {
+		run("ip", "netns", "add", n)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", n).Run() })
+		run("ip", "-n", n, "link", "set", "lo", "up")
+	}
+	self := testZone.Hosts[0]
+	peerIPv6 := "2001:20::2" // an ORCHID: the overlay's IPv6 prefix
 	// wh0 stands in for the overlay interface, with the node's addresses:
 	// the resolver listens on them, and getaddrinfo's AI_ADDRCONFIG wants
-	// non-loopback addresses of each family. Both veth ends stay inside.
-	run("ip", "-n", ns, "link", "add", "wh0", "type", "veth", "peer", "name", "wh0p")
+	// non-loopback addresses of each family. Its other end is a peer.
+	run("ip", "-n", ns, "link", "add", "wh0", "type", "veth", "peer", "name", "wh0p", "netns", peerNS)
 	run("ip", "-n", ns, "addr", "add", "10.0.42.1/24", "dev", "wh0")
-	run("ip", "-n", ns, "addr", "add", testZone.Hosts[0].IPv6.String()+"/128", "dev", "wh0", "nodad")
+	run("ip", "-n", ns, "addr", "add", self.IPv6.String()+"/128", "dev", "wh0", "nodad")
 	run("ip", "-n", ns, "link", "set", "wh0", "up")
-	run("ip", "-n", ns, "link", "set", "wh0p", "up")
+	run("ip", "-n", peerNS, "addr", "add", "10.0.42.2/24", "dev", "wh0p")
+	run("ip", "-n", peerNS, "addr", "add", peerIPv6+"/128", "dev", "wh0p", "nodad")
+	run("ip", "-n", peerNS, "link", "set", "wh0p", "up")
+	run("ip", "-n", peerNS, "route", "add", self.IPv6.String()+"/128", "dev", "wh0p")
+	run("ip", "-n", ns, "route", "add", orchid.Prefix.String(), "dev", "wh0") // as a node routes it
+	// lan0 is the node's LAN; the neighbour routes the overlay through it.
+	run("ip", "-n", ns, "link", "add", "lan0", "type", "veth", "peer", "name", "lan0p", "netns", lanNS)
+	run("ip", "-n", ns, "addr", "add", "192.168.77.1/24", "dev", "lan0")
+	run("ip", "-n", ns, "addr", "add", "fd77::1/64", "dev", "lan0", "nodad")
+	run("ip", "-n", ns, "link", "set", "lan0", "up")
+	run("ip", "-n", lanNS, "addr", "add", "192.168.77.2/24", "dev", "lan0p")
+	run("ip", "-n", lanNS, "addr", "add", "fd77::2/64", "dev", "lan0p", "nodad")
+	run("ip", "-n", lanNS, "link", "set", "lan0p", "up")
+	run("ip", "-n", lanNS, "route", "add", "10.0.42.0/24", "via", "192.168.77.1")
+	run("ip", "-n", lanNS, "route", "add", self.IPv6.String()+"/128", "via", "fd77::1")
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -60,7 +93,7 @@ func TestNetns(t *testing.T) {
 		exe, "-test.run=^TestNetnsChild$", "-test.v", "-test.timeout=50s")
 	// The child checks that its namespaces differ from these.
 	parentNS := nsIDs(t)
-	cmd.Env = append(os.Environ(), netnsChildEnv+"="+parentNS)
+	cmd.Env = append(os.Environ(), netnsChildEnv+"="+parentNS, netnsPeersEnv+"="+peerNS+" "+lanNS)
 	out, err := cmd.CombinedOutput()
 	t.Logf("child:\n%s", out)
 	if err != nil {
@@ -97,17 +130,25 @@ func TestNetnsChild(t *testing.T) {
 	}
 	defer s.Close()
 
-	dig := func(args ...string) string {
-		t.Helper()
+	// digIn runs dig in namespace ns ("" for the node's own).
+	digIn := func(ns string, args ...string) (string, error) {
 		if !strings.HasPrefix(args[0], "@") {
 			args = append([]string{"@" + addr.String()}, args...)
 		}
-		args = append([]string{"+time=2", "+tries=1"}, args...)
-		out, err := exec.Command("dig", args...).CombinedOutput()
+		args = append([]string{"dig", "+time=2", "+tries=1"}, args...)
+		if ns != "" {
+			args = append([]string{"ip", "netns", "exec", ns}, args...)
+		}
+		out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	dig := func(args ...string) string {
+		t.Helper()
+		out, err := digIn("", args...)
 		if err != nil {
 			t.Fatalf("dig %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
-		return strings.TrimSpace(string(out))
+		return out
 	}
 	digTests := []struct {
 		name string
@@ -132,6 +173,25 @@ func TestNetnsChild(t *testing.T) {
 				t.Errorf("dig %s:\n%s\nwant %q", strings.Join(tt.args, " "), got, tt.want)
 			}
 		})
+	}
+
+	// A peer on the overlay is answered; a LAN neighbour that routes to the
+	// same addresses gets nothing, over either transport.
+	peerNS, lanNS, _ := strings.Cut(os.Getenv(netnsPeersEnv), " ")
+	for _, server := range []netip.Addr{self.IPv4, self.IPv6} {
+		for _, proto := range []string{"+notcp", "+tcp"} {
+			q := []string{"@" + server.String(), proto, "+short", "node_a.tutorial", "A"}
+			t.Run(fmt.Sprintf("overlay_peer_%v%s", server, proto[1:]), func(t *testing.T) {
+				if out, err := digIn(peerNS, q...); err != nil || out != "10.0.42.2" {
+					t.Errorf("dig %s from the peer: %v: %q, want 10.0.42.2", strings.Join(q, " "), err, out)
+				}
+			})
+			t.Run(fmt.Sprintf("lan_neighbour_%v%s", server, proto[1:]), func(t *testing.T) {
+				if out, err := digIn(lanNS, q...); err == nil {
+					t.Errorf("dig %s from the LAN was answered: %q", strings.Join(q, " "), out)
+				}
+			})
+		}
 	}
 
 	// Hosts mode on an /etc/hosts bind-mounted from a temporary file: the

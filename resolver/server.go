@@ -8,8 +8,11 @@ import (
 	"net/netip"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/whnet/wh/orchid"
 )
 
 // Server is a set of running UDP and TCP DNS listeners sharing one Handler.
@@ -25,19 +28,32 @@ type Server struct {
 // Listen serves h over UDP and TCP on each of addrs and returns once every
 // listener is running. A port of 0 picks one port for both transports of
 // that address. The handler stops forwarding to the addresses listened on.
+//
+// Each listener answers only clients on this machine or on the overlay:
+// sources that are loopback addresses, ORCHIDs, or inside a prefix of the
+// interface that holds the listen address (the overlay subnet, for a node's
+// overlay address). Queries from anyone else are dropped unread, so a LAN
+// neighbour that routes to the overlay address (Linux accepts a packet for
+// any local address on any interface) gets no answer and no forwarding.
 func Listen(h *Handler, addrs []netip.AddrPort) (*Server, error) {
 	mux := dns.NewServeMux()
 	mux.Handle(".", h)
 	s := &Server{}
 	for _, ap := range addrs {
+		allowed, err := allowedSources(ap.Addr())
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
 		pc, ln, err := listenBoth(ap)
 		if err != nil {
 			s.Close()
 			return nil, err
 		}
 		s.addrs = append(s.addrs, pc.LocalAddr().(*net.UDPAddr).AddrPort())
-		udp := &dns.Server{PacketConn: packetConn(pc, ap), Handler: mux, UDPSize: dns.DefaultMsgSize}
-		tcp := &dns.Server{Listener: ln, Handler: mux}
+		filter := func(r dns.Reader) dns.Reader { return sourceFilter{r.(dns.PacketConnReader), allowed} }
+		udp := &dns.Server{PacketConn: packetConn(pc, ap), Handler: mux, UDPSize: dns.DefaultMsgSize, DecorateReader: filter}
+		tcp := &dns.Server{Listener: ln, Handler: mux, DecorateReader: filter}
 		for _, srv := range []*dns.Server{udp, tcp} {
 			if err := s.start(srv); err != nil {
 				pc.Close() // no-ops if serving already closed them
@@ -71,6 +87,107 @@ func (s *Server) start(srv *dns.Server) error {
 	case err := <-failed:
 		return err
 	}
+}
+
+// clientPrefixes are the sources a listener takes queries from.
+type clientPrefixes []netip.Prefix
+
+// allows reports whether a query from src is answered.
+func (ps clientPrefixes) allows(src netip.Addr) bool {
+	src = src.Unmap()
+	if src.IsLoopback() {
+		return true
+	}
+	for _, p := range ps {
+		if p.Contains(src) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowedSources returns the sources a listener on local answers: ORCHIDs,
+// and the prefixes of the interface holding local (none for loopback or
+// unspecified addresses: loopback sources are always allowed).
+func allowedSources(local netip.Addr) (clientPrefixes, error) {
+	ps := clientPrefixes{orchid.Prefix}
+	local = local.Unmap()
+	if local.IsLoopback() || local.IsUnspecified() {
+		return ps, nil
+	}
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("listening for DNS on %v: %w", local, err)
+	}
+	for _, ifc := range ifaces {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		var own []netip.Prefix
+		holds := false
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			ip, _ := netip.AddrFromSlice(ipn.IP)
+			bits, _ := ipn.Mask.Size()
+			ip = ip.Unmap()
+			holds = holds || ip == local
+			own = append(own, netip.PrefixFrom(ip, bits).Masked())
+		}
+		if holds {
+			return append(ps, own...), nil
+		}
+	}
+	return ps, nil
+}
+
+// sourceFilter is a miekg/dns Reader that drops queries from sources its
+// listener does not serve: UDP datagrams unread, TCP connections before
+// their first message.
+type sourceFilter struct {
+	dns.PacketConnReader
+	allowed clientPrefixes
+}
+
+var errSource = errors.New("query from outside the overlay and this machine")
+
+func (f sourceFilter) ReadTCP(conn net.Conn, timeout time.Duration) ([]byte, error) {
+	if !f.allowed.allows(addrOf(conn.RemoteAddr())) {
+		return nil, errSource
+	}
+	return f.PacketConnReader.ReadTCP(conn, timeout)
+}
+
+func (f sourceFilter) ReadUDP(conn *net.UDPConn, timeout time.Duration) ([]byte, *dns.SessionUDP, error) {
+	for {
+		m, s, err := f.PacketConnReader.ReadUDP(conn, timeout)
+		if err != nil || f.allowed.allows(addrOf(s.RemoteAddr())) {
+			return m, s, err
+		}
+	}
+}
+
+func (f sourceFilter) ReadPacketConn(conn net.PacketConn, timeout time.Duration) ([]byte, net.Addr, error) {
+	for {
+		m, from, err := f.PacketConnReader.ReadPacketConn(conn, timeout)
+		if err != nil || f.allowed.allows(addrOf(from)) {
+			return m, from, err
+		}
+	}
+}
+
+// addrOf returns the IP of a UDP or TCP address, or the zero Addr.
+func addrOf(a net.Addr) netip.Addr {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort().Addr()
+	case *net.TCPAddr:
+		return a.AddrPort().Addr()
+	}
+	return netip.Addr{}
 }
 
 // plainPacketConn hides the *net.UDPConn type from miekg/dns, which then

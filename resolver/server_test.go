@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/miekg/dns"
+
+	"github.com/whnet/wh/orchid"
 )
 
 // listenLoopback serves h on 127.0.0.1, port chosen by the kernel.
@@ -190,5 +192,31 @@ func TestPacketConnHidesUDPConnOnlyForBoundAddresses(t *testing.T) {
 				t.Errorf("plain = %v, want %v", plain, tt.wantPlain)
 			}
 		})
+	}
+}
+
+// TestClientPrefixes: a listener serves loopback, ORCHID and on-link
+// sources of its interface, and nobody else.
+func TestClientPrefixes(t *testing.T) {
+	ps := clientPrefixes{orchid.Prefix, netip.MustParsePrefix("10.0.42.0/24")}
+	for _, tc := range []struct {
+		src  string
+		want bool
+	}{
+		{"127.0.0.1", true}, {"127.119.3.4", true}, {"::1", true}, {"::ffff:127.0.0.1", true},
+		{"10.0.42.7", true}, {"::ffff:10.0.42.7", true}, {"2001:20::1", true},
+		{"10.0.43.7", false}, {"192.168.1.5", false}, {"fd00::1", false}, {"2001:db8::1", false},
+		{"invalid", false},
+	} {
+		src, _ := netip.ParseAddr(tc.src)
+		if got := ps.allows(src); got != tc.want {
+			t.Errorf("allows(%s) = %v, want %v", tc.src, got, tc.want)
+		}
+	}
+	// A loopback listener needs no interface lookup: loopback sources only,
+	// and ORCHIDs.
+	lo, err := allowedSources(netip.MustParseAddr("127.0.0.1"))
+	if err != nil || len(lo) != 1 || lo[0] != orchid.Prefix {
+		t.Errorf("allowedSources(127.0.0.1) = %v, %v", lo, err)
 	}
 }

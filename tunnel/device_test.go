@@ -174,8 +174,10 @@ func TestDevicesOverNetstack(t *testing.T) {
 			t.Fatal(err)
 		}
 		// A Send that read the old path just before SetPath may finish
-		// just after it.
-		time.Sleep(50 * time.Millisecond)
+		// just after it: a first round trip on the new path gives such a
+		// straggler a whole exchange to land in, not a fixed 50 ms that
+		// a busy machine can overrun.
+		roundTrip(t, c, 16<<10, 'r')
 		directA, directB, relayedA := direct(a), direct(b), relayed(a)
 		roundTrip(t, c, 256<<10, 2)
 		if direct(a) != directA || direct(b) != directB {
@@ -188,7 +190,7 @@ func TestDevicesOverNetstack(t *testing.T) {
 	t.Run("switch_back_to_direct", func(t *testing.T) {
 		a.bind.SetPath(b.pub, Path{Direct: b.addr()})
 		b.bind.SetPath(a.pub, Path{Direct: a.addr()})
-		time.Sleep(50 * time.Millisecond) // as above
+		roundTrip(t, c, 16<<10, 'd') // as above
 		relayedA, directA := relayed(a), direct(a)
 		roundTrip(t, c, 256<<10, 3)
 		if relayed(a) != relayedA {

@@ -177,9 +177,9 @@ func (s *fakeIGDServer) table() map[string]string {
 }
 
 // fakeSSDP answers every M-SEARCH for an IGD with the given locations, one
-// datagram each, on 127.0.0.1.
+// datagram each, on a real socket on 127.0.0.1 or an in-memory one.
 type fakeSSDP struct {
-	conn *net.UDPConn
+	conn packetConn
 	addr netip.AddrPort
 	done chan struct{}
 
@@ -187,12 +187,22 @@ type fakeSSDP struct {
 	searches int // guarded by mu
 }
 
+// newFakeSSDP answers on a real socket on 127.0.0.1.
 func newFakeSSDP(t *testing.T, locations ...string) *fakeSSDP {
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &fakeSSDP{conn: conn, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), done: make(chan struct{})}
+	return serveFakeSSDP(t, conn, conn.LocalAddr().(*net.UDPAddr).AddrPort(), locations)
+}
+
+// newSimSSDP answers on the in-memory LAN's gateway.
+func newSimSSDP(t *testing.T, lan *simLAN, locations ...string) *fakeSSDP {
+	return serveFakeSSDP(t, lan.listenGW(t, ssdpPort), netip.AddrPortFrom(gwAddr, ssdpPort), locations)
+}
+
+func serveFakeSSDP(t *testing.T, conn packetConn, addr netip.AddrPort, locations []string) *fakeSSDP {
+	s := &fakeSSDP{conn: conn, addr: addr, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		buf := make([]byte, 2048)
@@ -222,7 +232,7 @@ func newFakeSSDP(t *testing.T, locations ...string) *fakeSSDP {
 }
 
 type udpWriter struct {
-	conn *net.UDPConn
+	conn packetConn
 	to   netip.AddrPort
 }
 

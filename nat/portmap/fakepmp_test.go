@@ -7,14 +7,15 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"time"
 )
 
 // fakePMP is a NAT-PMP gateway (RFC 6886), and optionally a PCP one
-// (RFC 6887), on 127.0.0.1. It grants the suggested external port unless
+// (RFC 6887), on a real socket on 127.0.0.1 or an in-memory one. It grants the suggested external port unless
 // it is taken, keeps a table of mappings, and can be told to answer with
 // error codes or not at all.
 type fakePMP struct {
-	conn *net.UDPConn
+	conn packetConn
 	addr netip.AddrPort
 	done chan struct{}
 
@@ -29,17 +30,29 @@ type fakePMP struct {
 	mappings   map[uint16]uint16   // guarded by mu: internal port → external port
 	nonces     map[uint16][12]byte // guarded by mu: internal port → nonce of its PCP mapping
 	requests   []string            // guarded by mu: what it was asked, for assertions
+	times      []time.Time         // guarded by mu: when each request came
 }
 
+// newFakePMP returns a gateway on a real socket on 127.0.0.1.
 func newFakePMP(t *testing.T) *fakePMP {
 	t.Helper()
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveFakePMP(t, conn, conn.LocalAddr().(*net.UDPAddr).AddrPort())
+}
+
+// newSimPMP returns a gateway on the in-memory LAN's gateway host.
+func newSimPMP(t *testing.T, lan *simLAN) *fakePMP {
+	return serveFakePMP(t, lan.listenGW(t, pmpServerPort), netip.AddrPortFrom(gwAddr, pmpServerPort))
+}
+
+// serveFakePMP serves the protocols on conn, whose address is addr.
+func serveFakePMP(t *testing.T, conn packetConn, addr netip.AddrPort) *fakePMP {
 	g := &fakePMP{
 		conn:     conn,
-		addr:     conn.LocalAddr().(*net.UDPAddr).AddrPort(),
+		addr:     addr,
 		done:     make(chan struct{}),
 		external: testExternal,
 		taken:    map[uint16]bool{},
@@ -71,6 +84,7 @@ func (g *fakePMP) serve() {
 func (g *fakePMP) handle(b []byte, from netip.AddrPort) []byte {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.times = append(g.times, time.Now())
 	if g.silent {
 		g.requests = append(g.requests, "dropped")
 		return nil
@@ -170,4 +184,15 @@ func (g *fakePMP) mapped(internal uint16) (uint16, bool) {
 	defer g.mu.Unlock()
 	p, ok := g.mappings[internal]
 	return p, ok
+}
+
+// arrivals returns when each request came, as offsets from t0.
+func (g *fakePMP) arrivals(t0 time.Time) []time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var d []time.Duration
+	for _, at := range g.times {
+		d = append(d, at.Sub(t0))
+	}
+	return d
 }

@@ -252,6 +252,7 @@ type pmpClient struct {
 	server    netip.AddrPort // the gateway, port 5351
 	localPort uint16
 	lease     time.Duration
+	dial      dialFunc // nil: dialUDP
 }
 
 func (c *pmpClient) protocol() string { return ProtocolNATPMP }
@@ -281,7 +282,7 @@ func (c *pmpClient) exchange(ctx context.Context, conn *udpExchanger, req pmpReq
 // local port: to prev's external port when renewing, else to the same port
 // number (the gateway picks another one if that is taken).
 func (c *pmpClient) mapPort(ctx context.Context, prev Mapping) (Mapping, error) {
-	conn, err := dialExchanger(ctx, c.server)
+	conn, err := dialExchanger(ctx, c.dial, c.server)
 	if err != nil {
 		return Mapping{}, fmt.Errorf("nat-pmp: %w", err)
 	}
@@ -324,7 +325,7 @@ func (c *pmpClient) mapPort(ctx context.Context, prev Mapping) (Mapping, error) 
 
 // unmap deletes the mapping: lifetime 0, external port 0 (RFC 6886 §3.4).
 func (c *pmpClient) unmap(ctx context.Context, _ Mapping) error {
-	conn, err := dialExchanger(ctx, c.server)
+	conn, err := dialExchanger(ctx, c.dial, c.server)
 	if err != nil {
 		return fmt.Errorf("nat-pmp: %w", err)
 	}

@@ -254,6 +254,7 @@ type pcpClient struct {
 	// refuses to touch it under another nonce: it is the Mapper's, the
 	// same for every client it makes.
 	nonce [12]byte
+	dial  dialFunc // nil: dialUDP
 }
 
 // newPCPNonce returns a random mapping nonce.
@@ -268,7 +269,7 @@ func (c *pcpClient) String() string { return "pcp " + c.server.String() }
 
 // exchange sends one MAP request and waits for its answer.
 func (c *pcpClient) exchange(ctx context.Context, lifetime uint32, ext netip.AddrPort) (pcpResponse, netip.Addr, error) {
-	conn, err := dialExchanger(ctx, c.server)
+	conn, err := dialExchanger(ctx, c.dial, c.server)
 	if err != nil {
 		return pcpResponse{}, netip.Addr{}, fmt.Errorf("pcp: %w", err)
 	}

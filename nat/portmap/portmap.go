@@ -92,6 +92,8 @@ type Options struct {
 	pmpPort   uint16                                          // NAT-PMP and PCP server port; zero means 5351
 	ssdpAddrs []netip.AddrPort                                // where to send M-SEARCH; nil means the multicast group and the gateway
 	findIGDs  func(ctx context.Context) ([]igdService, error) // replaces SSDP and description fetching
+	dial      dialFunc                                        // NAT-PMP and PCP sockets; nil means real ones
+	listen    listenFunc                                      // the SSDP socket; nil means a real one
 }
 
 // Mapping is a port mapping held on a gateway.
@@ -284,10 +286,10 @@ func (m *Mapper) discover(ctx context.Context) (Mapping, protocolClient, error) 
 		server := netip.AddrPortFrom(gw, m.opt.pmpPort)
 		var clients []protocolClient
 		if !m.opt.DisablePCP {
-			clients = append(clients, &pcpClient{server: server, localPort: m.opt.LocalPort, lease: m.opt.Lease, nonce: m.pcpNonce})
+			clients = append(clients, &pcpClient{server: server, localPort: m.opt.LocalPort, lease: m.opt.Lease, nonce: m.pcpNonce, dial: m.opt.dial})
 		}
 		if !m.opt.DisableNATPMP {
-			clients = append(clients, &pmpClient{server: server, localPort: m.opt.LocalPort, lease: m.opt.Lease})
+			clients = append(clients, &pmpClient{server: server, localPort: m.opt.LocalPort, lease: m.opt.Lease, dial: m.opt.dial})
 		}
 		for _, c := range clients {
 			mp, err := c.mapPort(ctx, Mapping{})

@@ -35,14 +35,39 @@ var ssdpMulticast = netip.AddrPortFrom(netip.AddrFrom4([4]byte{239, 255, 255, 25
 
 var errNoIGD = errors.New("no UPnP Internet Gateway Device answered")
 
+// packetConn is an unconnected UDP socket: a *net.UDPConn, or an
+// in-memory one in tests.
+type packetConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+	SetReadDeadline(t time.Time) error
+	Close() error
+}
+
+// listenFunc opens a packetConn on an ephemeral port.
+type listenFunc func() (packetConn, error)
+
+// listenUDP is the listenFunc of real sockets.
+func listenUDP() (packetConn, error) {
+	conn, err := net.ListenUDP("udp4", nil)
+	if err != nil {
+		return nil, err
+	}
+	return conn, nil
+}
+
 // searchSSDP sends an M-SEARCH for Internet Gateway Devices to each of
 // dsts (the multicast group, and the gateway itself: a unicast search
 // needs no multicast route) and returns the distinct root description
 // URLs in the answers, in the order they came. It waits up to ssdpWait,
 // but only ssdpLinger after the first answer, rather than the whole
-// window as goupnp does.
-func searchSSDP(ctx context.Context, dsts []netip.AddrPort) ([]*url.URL, error) {
-	conn, err := net.ListenUDP("udp4", nil)
+// window as goupnp does. It listens with listen, or listenUDP if that is
+// nil.
+func searchSSDP(ctx context.Context, listen listenFunc, dsts []netip.AddrPort) ([]*url.URL, error) {
+	if listen == nil {
+		listen = listenUDP
+	}
+	conn, err := listen()
 	if err != nil {
 		return nil, fmt.Errorf("ssdp: %w", err)
 	}

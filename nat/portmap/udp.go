@@ -20,22 +20,46 @@ const (
 	maxUDPResponse  = 1100 // PCP's maximum message size (RFC 6887 §7)
 )
 
-// udpExchanger is a UDP socket connected to one server, so the kernel
-// drops datagrams from anyone else and reports ICMP port unreachable.
-// It is closed when the context it was dialled with ends, which unblocks
-// any read at once.
+// datagramConn is a UDP socket connected to one server, so the kernel
+// drops datagrams from anyone else and reports ICMP port unreachable: a
+// *net.UDPConn from net.DialUDP, or an in-memory one in tests.
+type datagramConn interface {
+	Read(b []byte) (int, error)
+	Write(b []byte) (int, error)
+	SetReadDeadline(t time.Time) error
+	Close() error
+}
+
+// dialFunc opens a datagramConn to server and returns our address on the
+// path to it.
+type dialFunc func(server netip.AddrPort) (datagramConn, netip.Addr, error)
+
+// dialUDP is the dialFunc of real sockets.
+func dialUDP(server netip.AddrPort) (datagramConn, netip.Addr, error) {
+	conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(server))
+	if err != nil {
+		return nil, netip.Addr{}, err
+	}
+	return conn, conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
+}
+
+// udpExchanger is a datagramConn closed when the context it was dialled
+// with ends, which unblocks any read at once.
 type udpExchanger struct {
-	conn   *net.UDPConn
+	conn   datagramConn
 	local  netip.Addr  // our address on the path to the server
 	detach func() bool // stops the close-on-cancel hook
 }
 
-func dialExchanger(ctx context.Context, server netip.AddrPort) (*udpExchanger, error) {
-	conn, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(server))
+// dialExchanger dials server with dial, or with dialUDP if dial is nil.
+func dialExchanger(ctx context.Context, dial dialFunc, server netip.AddrPort) (*udpExchanger, error) {
+	if dial == nil {
+		dial = dialUDP
+	}
+	conn, local, err := dial(server)
 	if err != nil {
 		return nil, fmt.Errorf("dial %v: %w", server, err)
 	}
-	local := conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
 	e := &udpExchanger{conn: conn, local: local}
 	e.detach = context.AfterFunc(ctx, func() { conn.Close() })
 	return e, nil

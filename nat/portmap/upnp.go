@@ -220,7 +220,7 @@ func (m *Mapper) findIGDs(ctx context.Context, gw netip.Addr) ([]igdService, err
 			dsts = append(dsts, netip.AddrPortFrom(gw, ssdpPort))
 		}
 	}
-	locs, err := searchSSDP(ctx, dsts)
+	locs, err := searchSSDP(ctx, m.opt.listen, dsts)
 	if err != nil {
 		return nil, err
 	}

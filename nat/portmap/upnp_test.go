@@ -414,10 +414,11 @@ func TestRunTwiceAndAfterClose(t *testing.T) {
 	})
 }
 
-// TestUPnPGoupnp runs the mapper against goupnp's real generated clients:
-// our SSDP search finds a fake IGD (ignoring an answer that points at
-// another host), the root description is fetched with our HTTP client,
-// and SOAP goes to an httptest server.
+// TestUPnPGoupnp runs the mapper's discovery against goupnp's real
+// generated clients over real sockets: our SSDP search finds a fake IGD
+// (ignoring an answer that points at another host), the root description
+// is fetched with our HTTP client, and SOAP goes to an httptest server.
+// It waits for discover to return rather than for a time.
 func TestUPnPGoupnp(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -457,43 +458,38 @@ func TestUPnPGoupnp(t *testing.T) {
 				LocalPort: testPort, Logger: testLogger(t), DisableNATPMP: true, DisablePCP: true,
 				Gateway: loopback, ssdpAddrs: []netip.AddrPort{ssdp.addr},
 			})
-			t0 := time.Now()
-			done := make(chan struct{})
-			go func() { m.Run(t.Context()); close(done) }()
+			before := time.Now()
+			mp, c, err := m.discover(t.Context())
+			after := time.Now()
 			if tc.wantPort == 0 {
-				deadline := time.Now().Add(2 * time.Second)
-				for len(srv.log()) < len(tc.wantCalls) && time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
-				}
-				time.Sleep(50 * time.Millisecond)
-				if mp, ok := m.Mapping(); ok {
+				if err == nil {
 					t.Errorf("mapping %+v", mp)
 				}
 			} else {
-				mp := waitMapping(t, m, 2*time.Second)
-				t.Logf("mapped in %v", time.Since(t0))
+				if err != nil {
+					t.Fatal(err)
+				}
 				want := Mapping{
 					External: netip.AddrPortFrom(testExternal, tc.wantPort),
 					Internal: netip.AddrPortFrom(loopback, testPort),
 					Protocol: tc.wantProto,
-					Expires:  time.Now().Add(DefaultLease),
+					Expires:  before.Add(DefaultLease),
 				}
-				if diff := sameMapping(mp, want); diff != "" {
+				if diff := sameMapping(expiresWithin(t, mp, before, after, DefaultLease), want); diff != "" {
 					t.Error(diff)
 				}
 				if got, want := srv.table()[fmt.Sprint(tc.wantPort)], "127.0.0.1:51820"; got != want {
 					t.Errorf("gateway maps port %d to %q, want %q", tc.wantPort, got, want)
 				}
+				if err := c.unmap(t.Context(), mp); err != nil {
+					t.Error(err)
+				}
 			}
-			if err := m.Close(); err != nil {
-				t.Error(err)
-			}
-			<-done
 			if diff := cmp.Diff(tc.wantCalls, srv.log()); diff != "" {
 				t.Errorf("SOAP calls (-want +got):\n%s", diff)
 			}
 			if tbl := srv.table(); len(tbl) != 0 {
-				t.Errorf("mappings left after Close: %v", tbl)
+				t.Errorf("mappings left after unmap: %v", tbl)
 			}
 			if n := ssdp.count(); n != 1 {
 				t.Errorf("%d searches, want 1", n)
@@ -506,52 +502,63 @@ func TestUPnPGoupnp(t *testing.T) {
 // instead of the whole MX window, duplicates and answers pointing away
 // from their sender are dropped, and a silent network costs ssdpWait.
 func TestSearchSSDP(t *testing.T) {
-	t.Parallel() // waits in real time
-	t.Run("answers", func(t *testing.T) {
-		a := newFakeSSDP(t, "http://127.0.0.1:1/a.xml", "http://127.0.0.2:1/b.xml", "http://127.0.0.1:1/a.xml", "http://127.0.0.1:2/c.xml")
+	search := func(ctx context.Context, lan *simLAN, s *fakeSSDP) ([]string, time.Duration, error) {
 		t0 := time.Now()
-		locs, err := searchSSDP(t.Context(), []netip.AddrPort{a.addr})
-		if err != nil {
-			t.Fatal(err)
-		}
+		locs, err := searchSSDP(ctx, lan.listen, []netip.AddrPort{s.addr})
 		var got []string
 		for _, l := range locs {
 			got = append(got, l.String())
 		}
-		if want := []string{"http://127.0.0.1:1/a.xml", "http://127.0.0.1:2/c.xml"}; !slices.Equal(got, want) {
-			t.Errorf("locations %q, want %q", got, want)
-		}
-		if d := time.Since(t0); d < ssdpLinger || d > ssdpLinger+500*time.Millisecond {
-			t.Errorf("search took %v, want about %v", d, ssdpLinger)
-		}
+		return got, time.Since(t0), err
+	}
+	t.Run("answers", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			lan := newSimLAN(t)
+			s := newSimSSDP(t, lan, "http://192.168.1.1:1/a.xml", "http://192.168.1.9:1/b.xml", "http://192.168.1.1:1/a.xml", "http://192.168.1.1:2/c.xml")
+			got, d, err := search(t.Context(), lan, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"http://192.168.1.1:1/a.xml", "http://192.168.1.1:2/c.xml"}; !slices.Equal(got, want) {
+				t.Errorf("locations %q, want %q", got, want)
+			}
+			if d != ssdpLinger {
+				t.Errorf("search took %v, want %v", d, ssdpLinger)
+			}
+		})
 	})
 	t.Run("silence", func(t *testing.T) {
-		quiet := newFakeSSDP(t)
-		t0 := time.Now()
-		_, err := searchSSDP(t.Context(), []netip.AddrPort{quiet.addr})
-		if !errors.Is(err, errNoIGD) {
-			t.Fatalf("err = %v, want %v", err, errNoIGD)
-		}
-		if d := time.Since(t0); d < ssdpWait || d > ssdpWait+500*time.Millisecond {
-			t.Errorf("search took %v, want %v", d, ssdpWait)
-		}
+		synctest.Test(t, func(t *testing.T) {
+			lan := newSimLAN(t)
+			_, d, err := search(t.Context(), lan, newSimSSDP(t, lan))
+			if !errors.Is(err, errNoIGD) {
+				t.Fatalf("err = %v, want %v", err, errNoIGD)
+			}
+			if d != ssdpWait {
+				t.Errorf("search took %v, want %v", d, ssdpWait)
+			}
+		})
 	})
 	t.Run("cancel", func(t *testing.T) {
-		quiet := newFakeSSDP(t)
-		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-		defer cancel()
-		t0 := time.Now()
-		if _, err := searchSSDP(ctx, []netip.AddrPort{quiet.addr}); !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("err = %v", err)
-		}
-		if d := time.Since(t0); d > 300*time.Millisecond {
-			t.Errorf("cancel took %v", d)
-		}
+		synctest.Test(t, func(t *testing.T) {
+			lan := newSimLAN(t)
+			ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+			defer cancel()
+			_, d, err := search(ctx, lan, newSimSSDP(t, lan))
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("err = %v", err)
+			}
+			if d != 100*time.Millisecond {
+				t.Errorf("cancel took %v, want the context's 100ms", d)
+			}
+		})
 	})
 }
 
 // TestIGDServices reads root descriptions with the mapper's own HTTP
-// client: miniupnpd's real one (testdata, captured from the e2e set-up),
+// client, its transport swapped for an in-memory server (so its timeouts
+// run in fake time, however long a busy machine takes to decode a huge
+// body): miniupnpd's real one (testdata, captured from the e2e set-up),
 // and hostile or broken ones.
 func TestIGDServices(t *testing.T) {
 	miniupnpd, err := os.ReadFile("testdata/miniupnpd-2.3.1-rootDesc.xml")
@@ -582,31 +589,58 @@ func TestIGDServices(t *testing.T) {
 		}, wantErr: "EOF"},
 		{name: "garbage", handler: func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "\x00<<") }, wantErr: "root description"},
 	}
+	const base = "http://127.0.0.1:5000"
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := httptest.NewServer(tc.handler)
-			defer srv.Close()
-			loc, _ := url.Parse(srv.URL + "/rootDesc.xml")
-			svcs, err := igdServices(t.Context(), newHTTPClient(), loc)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+			synctest.Test(t, func(t *testing.T) {
+				loc, _ := url.Parse(base + "/rootDesc.xml")
+				svcs, err := igdServices(t.Context(), inMemoryClient(t, tc.handler), loc)
+				if tc.wantErr != "" {
+					if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+						t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+					}
+					return
 				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, s := range svcs {
-				if s.local != loopback {
-					t.Errorf("local address %v, want %v", s.local, loopback)
+				if err != nil {
+					t.Fatal(err)
 				}
-				got = append(got, s.proto+" "+strings.TrimPrefix(s.where, srv.URL))
-			}
-			if !slices.Equal(got, tc.want) {
-				t.Fatalf("services %q, want %q", got, tc.want)
-			}
+				var got []string
+				for _, s := range svcs {
+					if s.local != loopback {
+						t.Errorf("local address %v, want %v", s.local, loopback)
+					}
+					got = append(got, s.proto+" "+strings.TrimPrefix(s.where, base))
+				}
+				if !slices.Equal(got, tc.want) {
+					t.Fatalf("services %q, want %q", got, tc.want)
+				}
+			})
 		})
 	}
+}
+
+// inMemoryClient returns newHTTPClient's client with the transport under
+// its body limit replaced by h, called in the goroutine of the request.
+func inMemoryClient(t *testing.T, h http.Handler) *http.Client {
+	hc := newHTTPClient()
+	lb, ok := hc.Transport.(limitBody)
+	if !ok {
+		t.Fatalf("newHTTPClient's transport is %T, not limitBody", hc.Transport)
+	}
+	lb.rt = handlerTransport{h}
+	hc.Transport = lb
+	return hc
+}
+
+// handlerTransport answers requests with a handler, without a network.
+type handlerTransport struct{ h http.Handler }
+
+func (h handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	sreq := req.Clone(req.Context())
+	sreq.RemoteAddr, sreq.RequestURI = "127.0.0.1:40000", req.URL.RequestURI()
+	h.h.ServeHTTP(rec, sreq)
+	resp := rec.Result()
+	resp.Request = req
+	return resp, nil
 }
