@@ -568,3 +568,56 @@ func TestAnswersNoLargerThanQueries(t *testing.T) {
 		}
 	}
 }
+
+// TestDenseAddressesAreFound is a small network at real-world density: a
+// boot node and five public members in one cloud /24, eight members each
+// behind a home router of one ISP's /24, and six behind one CGNAT address.
+// Every member finds every other, NATed ones through the nodes they keep
+// alive.
+func TestDenseAddressesAreFound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		n := newTestNet(t, netsim.Options{Seed: 5, Latency: 10 * time.Millisecond, Jitter: 5 * time.Millisecond}, "test", 0)
+		cloud := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{20, 9, 9, byte(10 + i)}) }
+		boot := n.start(n.inet.AddHost(cloud(0)), n.newKey(), Config{})
+		n.boot = []Contact{boot.Contact}
+		for i := range 5 {
+			n.start(n.inet.AddHost(cloud(1+i)), n.newKey(), Config{})
+		}
+		natted := func(h *netsim.Host, r *netsim.Router) {
+			node := n.start(h, n.newKey(), Config{NAT: func() bool { return true }})
+			node.Addr, node.NAT = netip.AddrPortFrom(r.Addr(), testPort), true
+		}
+		for i := range 8 {
+			r := n.inet.AddNAT(netsim.Restricted, netip.AddrFrom4([4]byte{20, 8, 8, byte(10 + i)}), netip.MustParsePrefix("192.168.1.0/24"))
+			natted(r.AddHost(netip.MustParseAddr("192.168.1.10")), r)
+		}
+		cgnat := n.inet.AddNAT(netsim.Restricted, netip.MustParseAddr("20.7.7.7"), netip.MustParsePrefix("100.64.0.0/16"))
+		for i := range 6 {
+			natted(cgnat.AddHost(netip.AddrFrom4([4]byte{100, 64, 0, byte(10 + i)})), cgnat)
+		}
+		n.bootstrapAll(ctx)
+		for _, node := range n.nodes {
+			runCtx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			go node.srv.Run(runCtx)
+		}
+		time.Sleep(2 * DefaultKeepaliveInterval)
+		for _, from := range n.nodes {
+			for _, target := range n.nodes {
+				if from == target {
+					continue
+				}
+				res := from.srv.Lookup(ctx, target.Key)
+				switch {
+				case !res.Found:
+					t.Errorf("%v does not find %v", from.Contact, target.Contact)
+				case res.Contact.NAT != target.NAT || res.Contact.Addr.Addr() != target.Addr.Addr():
+					t.Errorf("%v finds %v at %v", from.Contact, target.Contact, res.Contact)
+				case target.NAT && len(res.Vias) == 0:
+					t.Errorf("%v finds NATed %v without a via", from.Contact, target.Contact)
+				}
+			}
+		}
+	})
+}
