@@ -37,7 +37,7 @@ type LookupConfig struct {
 	// rejects (too few workbits, say) is neither queried nor returned.
 	Admit func(Contact) bool
 	// PerPrefix is how many candidates of one /24 (/64) count among the K
-	// nearest before those of other prefixes (as in Diverse): Sybil keys
+	// nearest before those of other prefixes (as in diverse): Sybil keys
 	// from one prefix, however near the target, then take PerPrefix of the
 	// K places and the lookup goes on through the others. Zero means
 	// DefaultPerPrefix; negative means plain distance order.
@@ -253,31 +253,22 @@ func (l *lookup) found() bool {
 	return len(l.vias) > 0 || l.res.Found
 }
 
-// window returns the K nearest candidates that have not failed, taking at
-// most PerPrefix of one prefix before those beyond their prefix's share
-// (see Diverse), nearest first.
+// window returns the K candidates that have not failed that a lookup
+// waits for: the nearest, each prefix taking one share of PerPrefix per
+// round (see diverse), nearest first.
 func (l *lookup) window() []*candidate {
-	k, share := l.cfg.K, l.cfg.PerPrefix
-	out := make([]*candidate, 0, k)
-	var beyond []*candidate
-	per := map[uint64]int{}
+	live := make([]*candidate, 0, len(l.sorted))
 	for _, c := range l.sorted {
-		if len(out) == k {
-			break
+		if c.state != failed {
+			live = append(live, c)
 		}
-		if c.state == failed {
-			continue
-		}
-		if share < 0 || c.net == 0 || per[c.net] < share {
-			out = append(out, c)
-		} else if len(beyond) < k {
-			beyond = append(beyond, c)
-		}
-		per[c.net]++
 	}
-	if len(out) < k && len(beyond) > 0 {
-		out = append(out, beyond[:min(len(beyond), k-len(out))]...)
-		slices.SortFunc(out, func(a, b *candidate) int { return a.dist.cmp(b.dist) })
+	take := diversePick(len(live), l.cfg.K, l.cfg.PerPrefix, func(i int) uint64 { return live[i].net })
+	out := live[:0]
+	for i, c := range live {
+		if take[i] {
+			out = append(out, c)
+		}
 	}
 	return out
 }

@@ -224,15 +224,17 @@ func (t *Table) Add(c Contact, now time.Time) (check Contact, err error) {
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := t.bucket(commonPrefixLen(t.self, c.Key))
 	if c.NAT {
-		if i := indexOf(b.entries, c.Key); i >= 0 {
-			t.remove(b, i)
-			t.promote(b)
+		if b := t.bucketOf(c.Key); b != nil {
+			if i := indexOf(b.entries, c.Key); i >= 0 {
+				t.remove(b, i)
+				t.promote(b)
+			}
 		}
 		return Contact{}, t.addNAT(e)
 	}
 	t.removeNAT(c.Key)
+	b := t.bucket(commonPrefixLen(t.self, c.Key))
 
 	if i := indexOf(b.entries, c.Key); i >= 0 {
 		old := b.entries[i]
@@ -493,7 +495,7 @@ func (t *Table) Closest(target key.Public, n int) []Contact {
 
 // ClosestDirect returns up to n direct entries nearest to target by XOR
 // distance, nearest first, taking at most PerPrefix of one /24 (/64)
-// before those of other prefixes (see Diverse): the nodes a lookup starts
+// before those of other prefixes (see diverse): the nodes a lookup starts
 // from and a NATed node keeps alive.
 func (t *Table) ClosestDirect(target key.Public, n int) []Contact {
 	return t.closest(target, n)
@@ -501,7 +503,7 @@ func (t *Table) ClosestDirect(target key.Public, n int) []Contact {
 
 // closest gathers whole groups of buckets in order of distance from target
 // until it has n contacts within their prefixes' share, then sorts what it
-// gathered and picks by Diverse. With c the length of the prefix target
+// gathered and picks by diverse. With c the length of the prefix target
 // shares with self: every entry of bucket c shares at least c+1 bits with
 // target; every entry of a bucket deeper than c shares exactly c; an entry
 // of bucket i < c shares exactly i. So the groups (c), (all buckets deeper
@@ -540,46 +542,20 @@ func (t *Table) closest(target key.Public, n int) []Contact {
 		gather(&t.buckets[i])
 	}
 	sortByDistance(out, target)
-	return Diverse(out, n, t.cfg.PerPrefix)
+	return diverse(out, n, t.cfg.PerPrefix)
 }
 
-// Diverse returns the first n of cs (sorted nearest first) taking at most
-// perPrefix contacts of one IPv4 /24 or IPv6 /64 before any beyond that
-// share, and keeps their order. Contacts at uncapped addresses (private,
-// loopback) are always within their share; perPrefix < 0 means no share.
-// It is how one prefix full of Sybil keys near a target is kept from
-// crowding out every other answer, while a network all in one prefix (a
-// cloud subnet) still gets its n nearest.
-func Diverse(cs []Contact, n, perPrefix int) []Contact {
-	if len(cs) <= n || perPrefix < 0 {
-		return cs[:min(n, len(cs))]
-	}
-	if perPrefix == 0 {
-		perPrefix = DefaultPerPrefix
-	}
-	per := map[uint64]int{}
-	take := make([]bool, len(cs))
-	taken := 0
-	for i := range cs {
-		if taken == n {
-			break
-		}
-		p := netOf(cs[i].Addr.Addr())
-		if p == 0 || per[p] < perPrefix {
-			take[i] = true
-			taken++
-		}
-		per[p]++
-	}
-	for i := range cs {
-		if taken == n {
-			break
-		}
-		if !take[i] {
-			take[i] = true
-			taken++
-		}
-	}
+// diverse returns n of cs (sorted nearest first), keeping their order:
+// those of round 0 first, nearest first, then round 1, and so on, where a
+// contact's round is how many shares of perPrefix contacts of its IPv4 /24
+// or IPv6 /64 are nearer than it. Contacts at uncapped addresses (private,
+// loopback) are always of round 0; perPrefix < 0 means plain distance
+// order. So one prefix full of Sybil keys near a target takes its share of
+// the n places and then one share per round, as any other prefix does,
+// however near its keys are; and a network all in one prefix (a cloud
+// subnet) still gets its n nearest.
+func diverse(cs []Contact, n, perPrefix int) []Contact {
+	take := diversePick(len(cs), n, perPrefix, func(i int) uint64 { return netOf(cs[i].Addr.Addr()) })
 	out := cs[:0:0]
 	for i := range cs {
 		if take[i] {
@@ -587,6 +563,41 @@ func Diverse(cs []Contact, n, perPrefix int) []Contact {
 		}
 	}
 	return out
+}
+
+// diversePick marks which n of count items, nearest first, diverse takes;
+// net(i) is the prefix of item i (0 if uncapped).
+func diversePick(count, n, perPrefix int, net func(i int) uint64) []bool {
+	take := make([]bool, count)
+	if count <= n || perPrefix < 0 {
+		for i := range min(n, count) {
+			take[i] = true
+		}
+		return take
+	}
+	if perPrefix == 0 {
+		perPrefix = DefaultPerPrefix
+	}
+	rounds := make([]int, count)
+	per := map[uint64]int{}
+	for i := range count {
+		if p := net(i); p != 0 {
+			rounds[i] = per[p] / perPrefix
+			per[p]++
+		}
+	}
+	for r, taken := 0, 0; taken < n; r++ {
+		for i := range count {
+			if taken == n {
+				break
+			}
+			if rounds[i] == r {
+				take[i] = true
+				taken++
+			}
+		}
+	}
+	return take
 }
 
 // Touch records a lookup of target, which refreshes target's bucket.

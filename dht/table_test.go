@@ -102,8 +102,8 @@ func TestClosestMatchesNaiveSort(t *testing.T) {
 }
 
 // TestClosestDiverseMatchesNaive checks ClosestDirect where addresses
-// cluster in a few /24s against sorting everything and applying Diverse,
-// and that Diverse takes each prefix's share first.
+// cluster in a few /24s against sorting everything and applying diverse,
+// and that diverse takes each prefix's share first.
 func TestClosestDiverseMatchesNaive(t *testing.T) {
 	r := rand.New(rand.NewPCG(17, 18))
 	self := randKey(r)
@@ -119,7 +119,7 @@ func TestClosestDiverseMatchesNaive(t *testing.T) {
 	for range 200 {
 		target := randKey(r)
 		for _, n := range []int{1, 8, 20} {
-			want := Diverse(naiveClosest(all, target, len(all)), n, DefaultPerPrefix)
+			want := diverse(naiveClosest(all, target, len(all)), n, DefaultPerPrefix)
 			if got := tab.ClosestDirect(target, n); !slices.Equal(want, got) {
 				t.Fatalf("ClosestDirect(%v, %d) (-naive +table):\n%s", target, n, cmp.Diff(want, got, equateAddrs))
 			}
@@ -134,13 +134,13 @@ func TestClosestDiverseMatchesNaive(t *testing.T) {
 		}
 		cs = append(cs, Contact{Key: randKey(r), Addr: a})
 	}
-	got := Diverse(cs, 10, 2)
+	got := diverse(cs, 10, 2)
 	want := append(slices.Clone(cs[:2]), cs[12:20]...)
 	if diff := cmp.Diff(want, got, equateAddrs); diff != "" {
-		t.Fatalf("Diverse (-want +got):\n%s", diff)
+		t.Fatalf("diverse (-want +got):\n%s", diff)
 	}
-	if got := Diverse(cs[:12], 10, 2); !slices.Equal(got, cs[:10]) {
-		t.Fatalf("Diverse of one prefix = %v, want the 10 nearest", got)
+	if got := diverse(cs[:12], 10, 2); !slices.Equal(got, cs[:10]) {
+		t.Fatalf("diverse of one prefix = %v, want the 10 nearest", got)
 	}
 }
 

@@ -202,7 +202,37 @@ func runMemory(o options) (*report, error) {
 		rep.SybilFrom = o.sybilFrom
 	}
 	start := time.Now()
+	net, err := buildMemory(ctx, o, r)
+	if net != nil {
+		defer func() {
+			for _, n := range net.nodes {
+				n.srv.Close()
+			}
+		}()
+	}
+	if err != nil {
+		return nil, err
+	}
+	rep.BuildSec = time.Since(start).Seconds()
+	rep.AvgTable = avgTable(net.nodes)
+	kill(net.nodes, o.dead, r, func(i int) { net.nodes[i].dead.Store(true) })
 
+	lookupStart := time.Now()
+	rep.summarize(measure(ctx, net, o, r))
+	if net.victim != nil {
+		rep.TargetLookups, rep.CaptureRate = eclipse(ctx, net, o, r)
+	}
+	rep.LookupSec = time.Since(lookupStart).Seconds()
+	if err := writeHeapProfile(o.memprofile); err != nil {
+		return nil, err
+	}
+	rep.WallSec = time.Since(start).Seconds()
+	return rep, nil
+}
+
+// buildMemory makes the in-memory network and builds its tables. The
+// caller closes the servers, also when it fails.
+func buildMemory(ctx context.Context, o options, r *rand.Rand) (*memNet, error) {
 	net := &memNet{loss: o.loss, byAddr: map[netip.AddrPort]*simNode{}}
 	net.nodes = make([]*simNode, o.nodes)
 	addrs, nat := addrs(o)
@@ -233,18 +263,13 @@ func runMemory(o options) (*report, error) {
 		n.srv = srv
 		net.nodes[i] = n
 		if net.byAddr[n.Addr] != nil {
-			return nil, fmt.Errorf("two nodes at %v", n.Addr)
+			return net, fmt.Errorf("two nodes at %v", n.Addr)
 		}
 		net.byAddr[n.Addr] = n
 	}
 	if o.build == "join" && nat[0] {
-		return nil, fmt.Errorf("-build join needs a direct first node: lower -nat")
+		return net, fmt.Errorf("-build join needs a direct first node: lower -nat")
 	}
-	defer func() {
-		for _, n := range net.nodes {
-			n.srv.Close()
-		}
-	}()
 	if o.sybils > 0 {
 		net.victim = pickVictim(net.nodes, o, r)
 		net.sybils = makeSybils(o, net.victim.Key, r)
@@ -253,24 +278,7 @@ func runMemory(o options) (*report, error) {
 		}
 		offerSybils(net.nodes, net.sybils, net.victim.Key, r.Uint64())
 	}
-	if err := build(ctx, o, net.nodes, r); err != nil {
-		return nil, err
-	}
-	rep.BuildSec = time.Since(start).Seconds()
-	rep.AvgTable = avgTable(net.nodes)
-	kill(net.nodes, o.dead, r, func(i int) { net.nodes[i].dead.Store(true) })
-
-	lookupStart := time.Now()
-	rep.summarize(measure(ctx, net, o, r))
-	if net.victim != nil {
-		rep.TargetLookups, rep.CaptureRate = eclipse(ctx, net, o, r)
-	}
-	rep.LookupSec = time.Since(lookupStart).Seconds()
-	if err := writeHeapProfile(o.memprofile); err != nil {
-		return nil, err
-	}
-	rep.WallSec = time.Since(start).Seconds()
-	return rep, nil
+	return net, build(ctx, o, net.nodes, r)
 }
 
 // pickVictim chooses the key the Sybils try to eclipse: a NATed node if
