@@ -35,6 +35,15 @@
 //
 // -dead kills a fraction of the nodes after the tables are built, telling
 // nobody.
+//
+// In memory, -prefixes, -nat and -cgnat cluster the addresses (N nodes over
+// P /24s, a fraction behind NAT, behind M shared CGNAT addresses); a NATed
+// node is reachable only from where it has sent to, and found through the
+// nodes it keeps alive. -sybils adds an attacker with that many keys near
+// one victim key, from one /24 or one address (-sybil-from), and reports
+// the fraction of the victim's lookups it captured:
+//
+//	go run ./tools/whsim -nodes 10000 -prefixes 50 -nat 0.3 -cgnat 20 -sybils 5000
 package main
 
 import (
