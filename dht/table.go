@@ -290,10 +290,11 @@ func (t *Table) Add(c Contact, now time.Time) (check Contact, err error) {
 func (t *Table) addNAT(e entry) error {
 	g := natGroup(e.addr())
 	if old, ok := t.nat[e.key]; ok {
-		t.natPer[natGroup(old.addr())]--
-		t.natPer[g]++
-		t.nat[e.key] = e
-		return nil
+		if natGroup(old.addr()) == g {
+			t.nat[e.key] = e
+			return nil
+		}
+		t.removeNAT(e.key) // moved to another prefix: a newcomer there
 	}
 	if len(t.nat) >= t.cfg.MaxNAT {
 		// The group holding the most gives way, if it holds more than

@@ -383,6 +383,17 @@ func TestNATContactsApart(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a_nat_contact_moving_prefix_is_counted_once", func(t *testing.T) {
+		tab := NewTable(self, TableConfig{})
+		c := Contact{Key: randKey(r), Addr: publicAddr(1), NAT: true}
+		tab.Add(c, t0)
+		c.Addr = publicAddr(2)
+		tab.Add(c, t0)
+		checkTable(t, tab)
+		if got, _ := tab.Get(c.Key); got != c || tab.Len() != 1 {
+			t.Fatalf("Get = %v, Len %d", got, tab.Len())
+		}
+	})
 	t.Run("a_node_moving_behind_nat_leaves_its_bucket", func(t *testing.T) {
 		tab := NewTable(self, TableConfig{})
 		c := Contact{Key: randKey(r), Addr: publicAddr(1)}
