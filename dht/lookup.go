@@ -3,6 +3,7 @@ package dht
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/whnet/wh/key"
@@ -35,6 +36,12 @@ type LookupConfig struct {
 	// Admit, if set, filters the contacts that replies bring: a contact it
 	// rejects (too few workbits, say) is neither queried nor returned.
 	Admit func(Contact) bool
+	// PerPrefix is how many candidates of one /24 (/64) count among the K
+	// nearest before those of other prefixes (as in diverse): Sybil keys
+	// from one prefix, however near the target, then take PerPrefix of the
+	// K places and the lookup goes on through the others. Zero means
+	// DefaultPerPrefix; negative means plain distance order.
+	PerPrefix int
 }
 
 // Result is the outcome of a Lookup.
@@ -82,6 +89,7 @@ const (
 
 type candidate struct {
 	Contact
+	net   uint64 // netOf(Addr), 0 if uncapped
 	dist  distance
 	depth int // hops to learn this candidate; 0 for seeds
 	state candState
@@ -109,6 +117,9 @@ func Lookup(ctx context.Context, target key.Public, seeds []Contact, cfg LookupC
 	}
 	if cfg.Alpha <= 0 {
 		cfg.Alpha = DefaultAlpha
+	}
+	if cfg.PerPrefix == 0 {
+		cfg.PerPrefix = DefaultPerPrefix
 	}
 	l := &lookup{
 		cfg:    cfg,
@@ -222,7 +233,7 @@ func (l *lookup) learn(c Contact, depth int, from Contact) {
 	if _, ok := l.byKey[c.Key]; ok {
 		return
 	}
-	cand := &candidate{Contact: c, dist: xor(c.Key, l.target), depth: depth}
+	cand := &candidate{Contact: c, net: netOf(c.Addr.Addr()), dist: xor(c.Key, l.target), depth: depth}
 	l.byKey[c.Key] = cand
 	// Insert in order; candidate lists are a few hundred long at most.
 	i := len(l.sorted)
@@ -242,38 +253,41 @@ func (l *lookup) found() bool {
 	return len(l.vias) > 0 || l.res.Found
 }
 
-// next returns the nearest unqueried candidate among the K nearest that
-// have not failed, or nil.
-func (l *lookup) next() *candidate {
-	n := 0
+// window returns the K candidates that have not failed that a lookup
+// waits for: the nearest, each prefix taking one share of PerPrefix per
+// round (see diverse), nearest first.
+func (l *lookup) window() []*candidate {
+	live := make([]*candidate, 0, len(l.sorted))
 	for _, c := range l.sorted {
-		if n == l.cfg.K {
-			break
+		if c.state != failed {
+			live = append(live, c)
 		}
-		switch c.state {
-		case unqueried:
+	}
+	take := diversePick(len(live), l.cfg.K, l.cfg.PerPrefix, func(i int) uint64 { return live[i].net })
+	out := live[:0]
+	for i, c := range live {
+		if take[i] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// next returns the nearest unqueried candidate of the window, or nil.
+func (l *lookup) next() *candidate {
+	for _, c := range l.window() {
+		if c.state == unqueried {
 			return c
-		case failed:
-			continue
 		}
-		n++
 	}
 	return nil
 }
 
-// done reports whether the K nearest candidates that have not failed have
-// all answered.
+// done reports whether the window's candidates have all answered.
 func (l *lookup) done() bool {
-	n := 0
-	for _, c := range l.sorted {
-		if n == l.cfg.K {
-			break
-		}
-		switch c.state {
-		case unqueried, inFlight:
+	for _, c := range l.window() {
+		if c.state != answered {
 			return false
-		case answered:
-			n++
 		}
 	}
 	return true
@@ -293,30 +307,55 @@ func (l *lookup) handle(r reply) {
 }
 
 func (l *lookup) finish() {
-	for _, c := range l.sorted {
-		if len(l.res.Closest) == l.cfg.K {
-			break
-		}
+	for _, c := range l.window() {
 		if c.state == answered {
 			l.res.Closest = append(l.res.Closest, c.Contact)
-			if c.Key == l.target {
-				l.res.Found, l.res.Contact = true, c.Contact
-			}
 		}
 	}
+	if c := l.byKey[l.target]; c != nil && c.state == answered {
+		l.res.Found, l.res.Contact = true, c.Contact
+	}
 	if len(l.vias) > 0 && !l.res.Found {
-		// The nearest via, whose view of the target is the freshest
-		// Kademlia can offer, gives the target's address.
-		nearest := l.vias[0]
-		for _, v := range l.vias[1:] {
-			if xor(v.via.Key, l.target).cmp(xor(nearest.via.Key, l.target)) < 0 {
-				nearest = v
-			}
-		}
-		l.res.Found, l.res.Contact = true, nearest.target
+		l.res.Found, l.res.Contact = true, l.agreed()
 	}
 	for _, v := range l.vias {
 		l.res.Vias = append(l.res.Vias, v.via)
 	}
 	sortByDistance(l.res.Vias, l.target)
+}
+
+// agreed returns the target's contact as the vias report it: the address
+// that vias from the most prefixes agree on, so that Sybil vias from one
+// prefix count once; among equals, the nearest via's, whose view of the
+// target is the freshest Kademlia can offer.
+func (l *lookup) agreed() Contact {
+	type vote struct {
+		c       Contact
+		nets    map[uint64]bool
+		nearest distance
+	}
+	var votes []*vote
+	for _, v := range l.vias {
+		i := slices.IndexFunc(votes, func(x *vote) bool { return x.c.Addr == v.target.Addr })
+		if i < 0 {
+			votes = append(votes, &vote{c: v.target, nets: map[uint64]bool{}, nearest: xor(v.via.Key, l.target)})
+			i = len(votes) - 1
+		}
+		x := votes[i]
+		n := netOf(v.via.Addr.Addr())
+		if n == 0 || l.cfg.PerPrefix < 0 {
+			n = uint64(len(x.nets)) + 1<<40 // uncapped: every via counts
+		}
+		x.nets[n] = true
+		if d := xor(v.via.Key, l.target); d.cmp(x.nearest) < 0 {
+			x.c, x.nearest = v.target, d
+		}
+	}
+	best := votes[0]
+	for _, x := range votes[1:] {
+		if len(x.nets) > len(best.nets) || (len(x.nets) == len(best.nets) && x.nearest.cmp(best.nearest) < 0) {
+			best = x
+		}
+	}
+	return best.c
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"sort"
 	"sync"
@@ -38,11 +39,20 @@ var errDead = errors.New("dead node")
 // direct nodes among those sharing exactly i bits with it. Each NATed node
 // is then in the tables of the K direct nodes nearest to it.
 func newFakeNet(t testing.TB, r *rand.Rand, n, nat int) *fakeNet {
+	return newFakeNetWith(t, r, n, nat, TableConfig{}, nil)
+}
+
+// newFakeNetWith is newFakeNet with tables of config cfg, which hear from
+// first before anyone else.
+func newFakeNetWith(t testing.TB, r *rand.Rand, n, nat int, cfg TableConfig, first []Contact) *fakeNet {
 	t.Helper()
 	f := &fakeNet{t: t, nodes: make(map[key.Public]*fakeNode)}
 	for i := range n + nat {
 		c := Contact{Key: randKey(r), Addr: publicAddr(i), NAT: i >= n}
-		node := &fakeNode{Contact: c, table: NewTable(c.Key, TableConfig{})}
+		node := &fakeNode{Contact: c, table: NewTable(c.Key, cfg)}
+		for _, x := range first {
+			node.table.Add(x, t0)
+		}
 		f.nodes[c.Key] = node
 		f.list = append(f.list, node)
 	}
@@ -343,4 +353,70 @@ func TestLookupFiltersAndBounds(t *testing.T) {
 			t.Fatalf("failures=%d err=%v; want 1 nil", res.Failures, res.Err)
 		}
 	})
+}
+
+// TestLookupSybilPrefixCannotEclipse puts 300 Sybil keys in one /24, all
+// nearer to a target than any honest node, answering lookups with each
+// other only; every honest node heard from them before anyone else.
+// Lookups still reach the target, because one prefix gets only its share
+// of the buckets and of the K places a lookup waits for; without those
+// shares, the Sybils capture lookups.
+func TestLookupSybilPrefixCannotEclipse(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		perPrefix int
+	}{{"shares", 0}, {"no_shares", -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(29, 30))
+			target := randKey(r)
+			var sybils []Contact
+			for i := range 300 {
+				k := randKey(r)
+				copy(k[:3], target[:3]) // 24 bits shared: nearer than any honest node
+				sybils = append(sybils, Contact{Key: k, Addr: netip.AddrPortFrom(netip.MustParseAddr("30.0.0.1"), uint16(1024+i))})
+			}
+			cfg := TableConfig{PerPrefix: tc.perPrefix, PerAddr: tc.perPrefix}
+			f := newFakeNetWith(t, r, 1000, 0, cfg, sybils)
+			victim := f.list[0]
+			// Give the victim the target's key: rebuild its entry in
+			// every table that holds it.
+			old := victim.Contact
+			victim.Key = target
+			delete(f.nodes, old.Key)
+			f.nodes[target] = victim
+			for _, n := range f.list {
+				if n.table.Remove(old.Key) {
+					n.table.Add(victim.Contact, t0)
+				}
+			}
+			isSybil := map[key.Public]bool{}
+			for _, s := range sybils {
+				isSybil[s.Key] = true
+			}
+			query := func(ctx context.Context, to Contact, q key.Public) ([]Contact, error) {
+				if isSybil[to.Key] {
+					near := slices.Clone(sybils)
+					sortByDistance(near, q)
+					return near[:DefaultK], nil
+				}
+				return f.query(ctx, to, q)
+			}
+			captured := 0
+			for range 100 {
+				from := f.list[1+r.IntN(999)]
+				cfg := LookupConfig{Self: from.Key, PerPrefix: tc.perPrefix}
+				res := Lookup(context.Background(), target, from.table.ClosestDirect(target, DefaultK), cfg, query)
+				if !res.Found || res.Contact != victim.Contact {
+					captured++
+				}
+			}
+			switch {
+			case tc.perPrefix == 0 && captured > 0:
+				t.Errorf("the Sybils captured %d of 100 lookups", captured)
+			case tc.perPrefix < 0 && captured == 0:
+				t.Errorf("without shares the Sybils captured nothing: the test does not attack")
+			}
+			t.Logf("the Sybils captured %d of 100 lookups", captured)
+		})
+	}
 }

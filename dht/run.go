@@ -37,7 +37,7 @@ func (s *Server) lookup(ctx context.Context, target key.Public, stopWhenFound bo
 	if len(seeds) == 0 {
 		seeds = s.cfg.Boot
 	}
-	cfg := LookupConfig{Self: s.self, K: k, Alpha: s.cfg.Alpha, StopWhenFound: stopWhenFound}
+	cfg := LookupConfig{Self: s.self, K: k, Alpha: s.cfg.Alpha, StopWhenFound: stopWhenFound, PerPrefix: s.cfg.Table.PerPrefix}
 	if s.cfg.Table.Workbit > 0 {
 		cfg.Admit = func(c Contact) bool { return s.table.Admissible(c.Key) == nil }
 	}

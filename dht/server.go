@@ -204,22 +204,38 @@ func isDHT(m wire.Message) bool {
 
 // handlePing answers with the address the ping came from and admits the
 // sender, as NAT if it says so: a NATed node's pings are what keeps it in
-// the tables of the nodes it relies on.
+// the tables of the nodes it relies on. A ping shorter than its pong is
+// not answered: src may be forged, and nothing goes to an address that has
+// not proven itself larger than what came from it.
 func (s *Server) handlePing(from key.Public, src netip.AddrPort, m wire.Ping) {
-	if err := s.cfg.Transport.Send(from, src, wire.Pong{TxID: m.TxID, Observed: src}); err != nil {
+	pong := wire.Pong{TxID: m.TxID, Observed: src}
+	if n := pongSize(src); n > m.Size {
+		s.log.Debug("dht: ping too short to answer", "peer", from, "endpoint", src, "size", m.Size, "pong", n)
+	} else if err := s.cfg.Transport.Send(from, src, pong); err != nil {
 		s.log.Debug("dht: send pong", "peer", from, "endpoint", src, "err", err)
 	}
 	s.admit(Contact{Key: from, Addr: src, NAT: m.NAT})
 }
 
-// handleFindNode answers with the nearest contacts that fit in one packet.
-// NAT contacts go with Via = this node, which keeps them alive. The sender
-// is not admitted, since a FindNode does not say whether it can be reached,
-// but if it is known at this address, it is alive.
+// pongSize is the length of the body of a Pong that observed a.
+func pongSize(a netip.AddrPort) int {
+	if a.Addr().Is4() {
+		return wire.MaxPongSize - 12 // 4 address bytes, not 16
+	}
+	return wire.MaxPongSize
+}
+
+// handleFindNode answers with the nearest contacts that fit in the
+// FindNode's size: src may be forged, so the answer must not be larger than
+// the query (queriers pad theirs to a full packet). NAT contacts go with
+// Via = this node, which keeps them alive. The sender is not admitted,
+// since a FindNode does not say whether it can be reached, but if it is
+// known at this address, it is alive.
 func (s *Server) handleFindNode(from key.Public, src netip.AddrPort, m wire.FindNode) {
 	s.table.Heard(from, src, time.Now())
 	contacts := s.table.Closest(m.Target, min(s.cfg.Table.K, wire.MaxNodes))
 	reply := wire.Nodes{TxID: m.TxID, Nodes: make([]wire.NodeInfo, 0, len(contacts))}
+	budget := min(m.Size, wire.MaxBodySize)
 	size := 10 // type, txid, count
 	for _, c := range contacts {
 		if c.Key == from {
@@ -229,7 +245,7 @@ func (s *Server) handleFindNode(from key.Public, src netip.AddrPort, m wire.Find
 		if c.NAT {
 			n.Via = s.self
 		}
-		if size += n.EncodedLen(); size > wire.MaxBodySize {
+		if size += n.EncodedLen(); size > budget {
 			break
 		}
 		reply.Nodes = append(reply.Nodes, n)
@@ -299,7 +315,7 @@ func (s *Server) goCheck(c Contact) {
 // table learns the outcome: an answer refreshes c, silence counts as a
 // failure.
 func (s *Server) Ping(ctx context.Context, c Contact) (observed netip.AddrPort, err error) {
-	m, err := s.query(ctx, c, func(txid uint64) wire.Message { return wire.Ping{TxID: txid, NAT: s.nat()} }, true)
+	m, err := s.query(ctx, c, func(txid uint64) wire.Message { return wire.Ping{TxID: txid, NAT: s.nat(), Size: wire.MaxPongSize} }, true)
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("dht: ping %v: %w", c, err)
 	}
@@ -311,7 +327,9 @@ func (s *Server) Ping(ctx context.Context, c Contact) (observed netip.AddrPort, 
 // their first address; NAT contacts are kept only with Via = c, the one
 // node whose word about them is worth something.
 func (s *Server) FindNode(ctx context.Context, c Contact, target key.Public) ([]Contact, error) {
-	m, err := s.query(ctx, c, func(txid uint64) wire.Message { return wire.FindNode{TxID: txid, Target: target} }, false)
+	m, err := s.query(ctx, c, func(txid uint64) wire.Message {
+		return wire.FindNode{TxID: txid, Target: target, Size: wire.MaxBodySize}
+	}, false)
 	if err != nil {
 		return nil, fmt.Errorf("dht: find-node %v: %w", c, err)
 	}

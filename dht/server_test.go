@@ -349,7 +349,7 @@ func TestReplayedFindNodeAnsweredOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer pc.Close()
-		pkt, err := codec.Seal(nil, server.Key, wire.FindNode{TxID: 7, Target: server.Key})
+		pkt, err := codec.Seal(nil, server.Key, wire.FindNode{TxID: 7, Target: server.Key, Size: wire.MaxBodySize})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -420,7 +420,7 @@ func TestServerHandle(t *testing.T) {
 
 	t.Run("ping_answered_with_observed_address_and_sender_admitted", func(t *testing.T) {
 		s, rec := newServer(t)
-		s.Handle(peer, src, wire.Ping{TxID: 9, NAT: true})
+		s.Handle(peer, src, wire.Ping{TxID: 9, NAT: true, Size: wire.MaxPongSize})
 		out := rec.take()
 		if len(out) != 1 || out[0].to != peer || out[0].addr != src || out[0].m != (wire.Pong{TxID: 9, Observed: src}) {
 			t.Fatalf("sent %+v, want one pong to %v", out, src)
@@ -436,7 +436,7 @@ func TestServerHandle(t *testing.T) {
 		for i := range 40 {
 			s.Table().Add(Contact{Key: randKey(r), Addr: netip.AddrPortFrom(netip.MustParseAddr(fmt.Sprintf("2001:db8:%x::1", i+1)), 1)}, time.Now())
 		}
-		s.Handle(peer, src, wire.FindNode{TxID: 3, Target: nat.Key})
+		s.Handle(peer, src, wire.FindNode{TxID: 3, Target: nat.Key, Size: wire.MaxBodySize})
 		out := rec.take()
 		if len(out) != 1 {
 			t.Fatalf("sent %d messages, want 1", len(out))
@@ -499,11 +499,11 @@ func TestServerHandle(t *testing.T) {
 			a := Contact{Key: keyInBucket(s.self, 0, r), Addr: netip.MustParseAddrPort("20.3.0.1:1")}
 			b := Contact{Key: keyInBucket(s.self, 0, r), Addr: netip.MustParseAddrPort("20.3.1.1:1")}
 			c := Contact{Key: keyInBucket(s.self, 0, r), Addr: netip.MustParseAddrPort("20.3.2.1:1")}
-			s.Handle(a.Key, a.Addr, wire.Ping{TxID: 1})
+			s.Handle(a.Key, a.Addr, wire.Ping{TxID: 1, Size: wire.MaxPongSize})
 			time.Sleep(time.Second)
-			s.Handle(b.Key, b.Addr, wire.Ping{TxID: 2})
+			s.Handle(b.Key, b.Addr, wire.Ping{TxID: 2, Size: wire.MaxPongSize})
 			time.Sleep(DefaultCheckAfter)
-			s.Handle(c.Key, c.Addr, wire.Ping{TxID: 3}) // bucket full: check a
+			s.Handle(c.Key, c.Addr, wire.Ping{TxID: 3, Size: wire.MaxPongSize}) // bucket full: check a
 			synctest.Wait()
 			var pinged []key.Public
 			for _, m := range rec.take() {
@@ -523,5 +523,101 @@ func TestServerHandle(t *testing.T) {
 				t.Error("newcomer not promoted from the replacement cache")
 			}
 		})
+	})
+}
+
+// TestAnswersNoLargerThanQueries checks the reflection defence: the source
+// address of a query may be forged, so no answer is larger than its query.
+// Queries padded to a full packet get full answers.
+func TestAnswersNoLargerThanQueries(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	rec := &recorder{}
+	s, err := NewServer(Config{Key: randKey(r), Transport: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 60 {
+		s.Table().Add(Contact{Key: randKey(r), Addr: publicAddr(i)}, time.Now())
+	}
+	target := randKey(r)
+	// Bodies as a sender without padding writes them: built by hand, so
+	// that this test means the same before and after padding existed.
+	findNode := append(append([]byte{byte(wire.TypeFindNode)}, make([]byte, 8)...), target[:]...)
+	ping := append([]byte{byte(wire.TypePing)}, make([]byte, 9)...)
+	padded := append(slices.Clone(findNode), make([]byte, wire.MaxBodySize-len(findNode))...)
+	for _, src := range []netip.AddrPort{netip.MustParseAddrPort("20.1.1.1:4000"), netip.MustParseAddrPort("[2001:db8::1]:4000")} {
+		for _, body := range [][]byte{findNode, ping, padded} {
+			m, err := wire.ParseMessage(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Handle(randKey(r), src, m)
+			for _, out := range rec.take() {
+				b, err := out.m.AppendBinary(nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(b) > len(body) {
+					t.Errorf("%v from %v: %d-byte query answered with a %d-byte %v", m.Type(), src, len(body), len(b), out.m.Type())
+				}
+				if nodes, ok := out.m.(wire.Nodes); ok && len(body) == wire.MaxBodySize && len(nodes.Nodes) != DefaultK {
+					t.Errorf("padded FindNode from %v answered with %d nodes, want %d", src, len(nodes.Nodes), DefaultK)
+				}
+			}
+		}
+	}
+}
+
+// TestDenseAddressesAreFound is a small network at real-world density: a
+// boot node and five public members in one cloud /24, eight members each
+// behind a home router of one ISP's /24, and six behind one CGNAT address.
+// Every member finds every other, NATed ones through the nodes they keep
+// alive.
+func TestDenseAddressesAreFound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		n := newTestNet(t, netsim.Options{Seed: 5, Latency: 10 * time.Millisecond, Jitter: 5 * time.Millisecond}, "test", 0)
+		cloud := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{20, 9, 9, byte(10 + i)}) }
+		boot := n.start(n.inet.AddHost(cloud(0)), n.newKey(), Config{})
+		n.boot = []Contact{boot.Contact}
+		for i := range 5 {
+			n.start(n.inet.AddHost(cloud(1+i)), n.newKey(), Config{})
+		}
+		natted := func(h *netsim.Host, r *netsim.Router) {
+			node := n.start(h, n.newKey(), Config{NAT: func() bool { return true }})
+			node.Addr, node.NAT = netip.AddrPortFrom(r.Addr(), testPort), true
+		}
+		for i := range 8 {
+			r := n.inet.AddNAT(netsim.Restricted, netip.AddrFrom4([4]byte{20, 8, 8, byte(10 + i)}), netip.MustParsePrefix("192.168.1.0/24"))
+			natted(r.AddHost(netip.MustParseAddr("192.168.1.10")), r)
+		}
+		cgnat := n.inet.AddNAT(netsim.Restricted, netip.MustParseAddr("20.7.7.7"), netip.MustParsePrefix("100.64.0.0/16"))
+		for i := range 6 {
+			natted(cgnat.AddHost(netip.AddrFrom4([4]byte{100, 64, 0, byte(10 + i)})), cgnat)
+		}
+		n.bootstrapAll(ctx)
+		for _, node := range n.nodes {
+			runCtx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			go node.srv.Run(runCtx)
+		}
+		time.Sleep(2 * DefaultKeepaliveInterval)
+		for _, from := range n.nodes {
+			for _, target := range n.nodes {
+				if from == target {
+					continue
+				}
+				res := from.srv.Lookup(ctx, target.Key)
+				switch {
+				case !res.Found:
+					t.Errorf("%v does not find %v", from.Contact, target.Contact)
+				case res.Contact.NAT != target.NAT || res.Contact.Addr.Addr() != target.Addr.Addr():
+					t.Errorf("%v finds %v at %v", from.Contact, target.Contact, res.Contact)
+				case target.NAT && len(res.Vias) == 0:
+					t.Errorf("%v finds NATed %v without a via", from.Contact, target.Contact)
+				}
+			}
+		}
 	})
 }

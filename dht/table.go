@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/maphash"
+	"math"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -19,8 +20,11 @@ const (
 	DefaultK            = 20 // bucket size and lookup width
 	DefaultAlpha        = 3  // queries in flight per lookup
 	DefaultReplacements = 8  // replacement cache per bucket
-	DefaultPerPrefix    = 2  // entries per /24 or /64 in one bucket
-	DefaultPerAddr      = 3  // entries per IP address in the table
+	DefaultPerPrefix    = 2  // entries per /24 or /64 in one full bucket
+	DefaultPerAddr      = 3  // entries per IP address in the full buckets of the table
+	// DefaultMaxNAT is how many NAT contacts a table keeps: the NATed
+	// nodes that keep themselves alive through this node.
+	DefaultMaxNAT = 4096
 	// MaxFails is how many consecutive failed queries remove an entry whose
 	// bucket has no replacement waiting.
 	MaxFails = 3
@@ -36,6 +40,9 @@ var (
 	ErrWorkbits    = errors.New("dht: key has too few workbits")
 	ErrPrefixLimit = errors.New("dht: too many contacts from this IP prefix in the bucket")
 	ErrAddrLimit   = errors.New("dht: too many contacts at this IP address")
+	// ErrNATFull means the NAT contacts are at MaxNAT and the newcomer's
+	// /24 holds at least as many of them as any other.
+	ErrNATFull = errors.New("dht: no room for NAT contacts from this prefix")
 	// ErrBucketFull means the contact waits in the bucket's replacement
 	// cache. It enters the bucket when an entry fails.
 	ErrBucketFull = errors.New("dht: bucket full")
@@ -55,15 +62,25 @@ type TableConfig struct {
 	// Workbit is the number of workbits a key needs to be admitted. Zero
 	// means no proof-of-work.
 	Workbit int
-	// PerPrefix caps the entries of one bucket that share an IPv4 /24 or an
-	// IPv6 /64, so that one host with many keys cannot fill a bucket. Zero
-	// means DefaultPerPrefix; negative means no cap. Loopback, private and
-	// link-local addresses are not capped: they are someone's own LAN.
+	// PerPrefix is the share of one IPv4 /24 or IPv6 /64 in a bucket, so
+	// that one host with many keys cannot fill a bucket: entries beyond it
+	// are admitted while the bucket has room, and give way to any newcomer
+	// within its own prefix's share once the bucket is full. Closest and
+	// lookups also take at most PerPrefix contacts of one prefix before
+	// those of other prefixes. Zero means DefaultPerPrefix; negative means
+	// no cap. Loopback, private and link-local addresses are not capped:
+	// they are someone's own LAN.
 	PerPrefix int
-	// PerAddr caps the entries of the whole table at one IP address (any
-	// port); private addresses are exempt as for PerPrefix. Zero means
-	// DefaultPerAddr; negative means no cap.
+	// PerAddr is the share of one IP address (any port) in the whole
+	// table, enforced as PerPrefix is; private addresses are exempt as for
+	// PerPrefix. Zero means DefaultPerAddr; negative means no cap.
 	PerAddr int
+	// MaxNAT bounds the NAT contacts, which are kept apart from the
+	// buckets (see Add). When it is reached, a newcomer takes the place of
+	// the least recently seen NAT contact of the /24 (/64) that holds the
+	// most, if that is more than the newcomer's own holds. Zero means
+	// DefaultMaxNAT.
+	MaxNAT int
 	// CheckAfter is how long the least recently seen entry of a full bucket
 	// must have been silent for a newcomer to trigger a liveness check of
 	// it. Fresher entries are kept without a check; otherwise every ping
@@ -95,6 +112,9 @@ func (c TableConfig) withDefaults() TableConfig {
 	if c.CheckAfter == 0 {
 		c.CheckAfter = DefaultCheckAfter
 	}
+	if c.MaxNAT <= 0 {
+		c.MaxNAT = DefaultMaxNAT
+	}
 	return c
 }
 
@@ -113,10 +133,12 @@ type Table struct {
 	cfg  TableConfig // immutable after NewTable
 
 	mu      sync.Mutex
-	buckets []bucket         // guarded by mu; grown to the deepest bucket ever used
-	perAddr map[uint64]int32 // guarded by mu; entries (not replacements) per capped IP address, by addrHash
-	seed    maphash.Seed     // for addrHash; random, so that nobody can aim at a collision
-	size    int              // guarded by mu; entries in all buckets
+	buckets []bucket             // guarded by mu; grown to the deepest bucket ever used
+	perAddr map[uint64]int32     // guarded by mu; entries (not replacements) per capped IP address, by addrHash
+	seed    maphash.Seed         // for addrHash; random, so that nobody can aim at a collision
+	size    int                  // guarded by mu; entries in all buckets
+	nat     map[key.Public]entry // guarded by mu; NAT contacts, apart from the buckets
+	natPer  map[uint64]int32     // guarded by mu; NAT contacts per prefix (natGroup)
 }
 
 type bucket struct {
@@ -151,7 +173,10 @@ func (e *entry) contact() Contact {
 
 // NewTable returns an empty table for the node whose key is self.
 func NewTable(self key.Public, cfg TableConfig) *Table {
-	return &Table{self: self, cfg: cfg.withDefaults(), perAddr: make(map[uint64]int32), seed: maphash.MakeSeed()}
+	return &Table{
+		self: self, cfg: cfg.withDefaults(), seed: maphash.MakeSeed(),
+		perAddr: make(map[uint64]int32), nat: make(map[key.Public]entry), natPer: make(map[uint64]int32),
+	}
 }
 
 // Self returns the table's own key.
@@ -175,10 +200,19 @@ func (t *Table) Admissible(k key.Public) error {
 // Add records that a message from c arrived at now. A known entry is
 // refreshed (address, NAT flag, last seen) and moves to the end of its
 // bucket. A new contact enters its bucket if there is room; if the bucket
-// is full Add returns ErrBucketFull, keeps c in the replacement cache and
-// returns the bucket's least recently seen entry for the caller to ping,
-// or a zero Contact when that entry was seen within CheckAfter or a check
-// of it is already under way. Any other error means c was rejected.
+// is full, a newcomer within its prefix's and address's share (PerPrefix,
+// PerAddr) takes the place of an entry beyond its own; otherwise Add
+// returns ErrBucketFull (or ErrPrefixLimit, ErrAddrLimit for a newcomer
+// beyond its share), keeps c in the replacement cache and returns the
+// bucket's least recently seen entry for the caller to ping, or a zero
+// Contact when that entry was seen within CheckAfter or a check of it is
+// already under way. Any other error means c was rejected.
+//
+// NAT contacts are kept apart from the buckets, up to MaxNAT, and are
+// returned by Closest only for their own key: they are lookup targets,
+// never hops, so they need no place in a bucket, and many NATed nodes
+// behind one address or prefix (a CGNAT, one ISP's customers) can all be
+// kept by the few nodes nearest to their keys.
 func (t *Table) Add(c Contact, now time.Time) (check Contact, err error) {
 	if err := t.Admissible(c.Key); err != nil {
 		return Contact{}, err
@@ -190,14 +224,21 @@ func (t *Table) Add(c Contact, now time.Time) (check Contact, err error) {
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if c.NAT {
+		if b := t.bucketOf(c.Key); b != nil {
+			if i := indexOf(b.entries, c.Key); i >= 0 {
+				t.remove(b, i)
+				t.promote(b)
+			}
+		}
+		return Contact{}, t.addNAT(e)
+	}
+	t.removeNAT(c.Key)
 	b := t.bucket(commonPrefixLen(t.self, c.Key))
 
 	if i := indexOf(b.entries, c.Key); i >= 0 {
 		old := b.entries[i]
 		if old.ip != e.ip || old.port != e.port {
-			if err := t.checkLimits(b, &e); err != nil {
-				return Contact{}, err
-			}
 			t.uncount(&old)
 			t.count(&e)
 		}
@@ -207,15 +248,22 @@ func (t *Table) Add(c Contact, now time.Time) (check Contact, err error) {
 	if i := indexOf(b.replacements, c.Key); i >= 0 {
 		b.replacements = slices.Delete(b.replacements, i, i+1)
 	}
-	if err := t.checkLimits(b, &e); err != nil {
-		return Contact{}, err
-	}
 	if len(b.entries) < t.cfg.K {
 		t.insert(b, e)
 		return Contact{}, nil
 	}
-	// Full. An entry that already failed a query goes without a check.
-	if i := slices.IndexFunc(b.entries, func(e entry) bool { return e.fails > 0 }); i >= 0 {
+	// Full. A newcomer within its share takes the place of an entry
+	// beyond its own; an entry that already failed a query goes without
+	// a check.
+	limit := t.checkLimits(b, &e)
+	i := -1
+	if limit == nil {
+		i = t.beyondShare(b)
+	}
+	if i < 0 {
+		i = slices.IndexFunc(b.entries, func(e entry) bool { return e.fails > 0 })
+	}
+	if i >= 0 {
 		t.remove(b, i)
 		t.insert(b, e)
 		return Contact{}, nil
@@ -226,6 +274,9 @@ func (t *Table) Add(c Contact, now time.Time) (check Contact, err error) {
 		}
 		b.replacements = append(b.replacements, e)
 	}
+	if limit != nil {
+		return Contact{}, limit
+	}
 	oldest := &b.entries[0]
 	if oldest.checking || (t.cfg.CheckAfter > 0 && oldest.seen > now.Add(-t.cfg.CheckAfter).UnixNano()) {
 		return Contact{}, ErrBucketFull
@@ -234,12 +285,82 @@ func (t *Table) Add(c Contact, now time.Time) (check Contact, err error) {
 	return oldest.contact(), ErrBucketFull
 }
 
+// addNAT keeps e as a NAT contact, making room as MaxNAT says. t.mu must
+// be held.
+func (t *Table) addNAT(e entry) error {
+	g := natGroup(e.addr())
+	if old, ok := t.nat[e.key]; ok {
+		if natGroup(old.addr()) == g {
+			t.nat[e.key] = e
+			return nil
+		}
+		t.removeNAT(e.key) // moved to another prefix: a newcomer there
+	}
+	if len(t.nat) >= t.cfg.MaxNAT {
+		// The group holding the most gives way, if it holds more than
+		// the newcomer's.
+		var most uint64
+		for k, n := range t.natPer {
+			if n > t.natPer[most] || (n == t.natPer[most] && k < most) {
+				most = k
+			}
+		}
+		if t.natPer[most] <= t.natPer[g] {
+			return ErrNATFull
+		}
+		var victim key.Public
+		oldest := int64(math.MaxInt64)
+		for k, x := range t.nat {
+			if x.seen < oldest && natGroup(x.addr()) == most {
+				victim, oldest = k, x.seen
+			}
+		}
+		t.removeNAT(victim)
+	}
+	t.nat[e.key] = e
+	t.natPer[g]++
+	return nil
+}
+
+// removeNAT forgets the NAT contact k, if there is one. t.mu must be held.
+func (t *Table) removeNAT(k key.Public) bool {
+	e, ok := t.nat[k]
+	if !ok {
+		return false
+	}
+	delete(t.nat, k)
+	g := natGroup(e.addr())
+	if t.natPer[g]--; t.natPer[g] <= 0 {
+		delete(t.natPer, g)
+	}
+	return true
+}
+
+// natGroup is the /24 (IPv4) or /64 (IPv6) a NAT contact counts in for
+// MaxNAT, private addresses included.
+func natGroup(a netip.Addr) uint64 {
+	if a.Is4() {
+		b := a.As4()
+		return 1<<32 | uint64(b[0])<<16 | uint64(b[1])<<8 | uint64(b[2])
+	}
+	b := a.As16()
+	return binary.BigEndian.Uint64(b[:8])
+}
+
 // Heard refreshes the entry for k, as Add would, if k is in a bucket at
 // addr, and reports whether it was. Unlike Add it never admits anyone: it
 // is for messages that do not tell whether their sender can be reached.
 func (t *Table) Heard(k key.Public, addr netip.AddrPort, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if e, ok := t.nat[k]; ok {
+		if e.ip != addr.Addr().As16() || e.port != addr.Port() {
+			return false
+		}
+		e.seen = now.UnixNano()
+		t.nat[k] = e
+		return true
+	}
 	b := t.bucketOf(k)
 	if b == nil {
 		return false
@@ -285,6 +406,9 @@ func (t *Table) Failed(k key.Public) bool {
 func (t *Table) Remove(k key.Public) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.removeNAT(k) {
+		return true
+	}
 	b := t.bucketOf(k)
 	if b == nil {
 		return false
@@ -309,17 +433,10 @@ func (t *Table) ExpireNAT(before time.Time) (removed int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	limit := before.UnixNano()
-	for bi := range t.buckets {
-		b := &t.buckets[bi]
-		b.replacements = slices.DeleteFunc(b.replacements, func(e entry) bool { return e.nat && e.seen < limit })
-		for i := 0; i < len(b.entries); {
-			if e := &b.entries[i]; e.nat && e.seen < limit {
-				t.remove(b, i)
-				t.promote(b)
-				removed++
-				continue
-			}
-			i++
+	for k, e := range t.nat {
+		if e.seen < limit {
+			t.removeNAT(k)
+			removed++
 		}
 	}
 	return removed
@@ -329,6 +446,9 @@ func (t *Table) ExpireNAT(before time.Time) (removed int) {
 func (t *Table) Get(k key.Public) (Contact, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if e, ok := t.nat[k]; ok {
+		return e.contact(), true
+	}
 	if b := t.bucketOf(k); b != nil {
 		if i := indexOf(b.entries, k); i >= 0 {
 			return b.entries[i].contact(), true
@@ -337,77 +457,148 @@ func (t *Table) Get(k key.Public) (Contact, bool) {
 	return Contact{}, false
 }
 
-// Len returns the number of entries, replacement caches excluded.
+// Len returns the number of entries, NAT contacts included and
+// replacement caches excluded.
 func (t *Table) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.size
+	return t.size + len(t.nat)
 }
 
 // Contacts returns every entry, shallowest bucket first and least recently
-// seen first within a bucket.
+// seen first within a bucket, then the NAT contacts.
 func (t *Table) Contacts() []Contact {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]Contact, 0, t.size)
+	out := make([]Contact, 0, t.size+len(t.nat))
 	for bi := range t.buckets {
 		for i := range t.buckets[bi].entries {
 			out = append(out, t.buckets[bi].entries[i].contact())
 		}
 	}
+	for _, e := range t.nat {
+		out = append(out, e.contact())
+	}
 	return out
 }
 
-// Closest returns up to n entries nearest to target by XOR distance,
-// nearest first, NAT contacts included: the answer to a FindNode.
+// Closest returns the answer to a FindNode: target itself if it is a NAT
+// contact, then ClosestDirect(target, n), up to n in all.
 func (t *Table) Closest(target key.Public, n int) []Contact {
-	return t.closest(target, n, false)
+	t.mu.Lock()
+	e, ok := t.nat[target]
+	t.mu.Unlock()
+	if !ok || n <= 0 {
+		return t.ClosestDirect(target, n)
+	}
+	return append([]Contact{e.contact()}, t.ClosestDirect(target, n-1)...)
 }
 
-// ClosestDirect is Closest without NAT contacts: the nodes a lookup can
-// query and a NATed node keeps alive.
+// ClosestDirect returns up to n direct entries nearest to target by XOR
+// distance, nearest first, taking at most PerPrefix of one /24 (/64)
+// before those of other prefixes (see diverse): the nodes a lookup starts
+// from and a NATed node keeps alive.
 func (t *Table) ClosestDirect(target key.Public, n int) []Contact {
-	return t.closest(target, n, true)
+	return t.closest(target, n)
 }
 
 // closest gathers whole groups of buckets in order of distance from target
-// until it has n contacts, then sorts what it gathered. With c the length
-// of the prefix target shares with self: every entry of bucket c shares at
-// least c+1 bits with target; every entry of a bucket deeper than c shares
-// exactly c; an entry of bucket i < c shares exactly i. So the groups (c),
-// (all buckets deeper than c), (c-1), (c-2), ... come in strictly
-// increasing distance, and sorting the groups gathered orders them.
-func (t *Table) closest(target key.Public, n int, direct bool) []Contact {
+// until it has n contacts within their prefixes' share, then sorts what it
+// gathered and picks by diverse. With c the length of the prefix target
+// shares with self: every entry of bucket c shares at least c+1 bits with
+// target; every entry of a bucket deeper than c shares exactly c; an entry
+// of bucket i < c shares exactly i. So the groups (c), (all buckets deeper
+// than c), (c-1), (c-2), ... come in strictly increasing distance, and
+// sorting the groups gathered orders them; whether a contact is within its
+// prefix's share depends only on nearer ones, all gathered.
+func (t *Table) closest(target key.Public, n int) []Contact {
 	if n <= 0 {
 		return nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]Contact, 0, n+t.cfg.K)
+	per := map[uint64]int{}
+	within := 0 // contacts gathered within their prefix's share
 	gather := func(b *bucket) {
 		for i := range b.entries {
-			if !direct || !b.entries[i].nat {
-				out = append(out, b.entries[i].contact())
+			e := &b.entries[i]
+			out = append(out, e.contact())
+			if e.net == 0 || t.cfg.PerPrefix < 0 || per[e.net] < t.cfg.PerPrefix {
+				within++
 			}
+			per[e.net]++
 		}
 	}
 	c := commonPrefixLen(t.self, target)
 	if c < len(t.buckets) {
 		gather(&t.buckets[c])
-		if len(out) < n {
+		if within < n {
 			for i := c + 1; i < len(t.buckets); i++ {
 				gather(&t.buckets[i])
 			}
 		}
 	}
-	for i := min(c, len(t.buckets)) - 1; i >= 0 && len(out) < n; i-- {
+	for i := min(c, len(t.buckets)) - 1; i >= 0 && within < n; i-- {
 		gather(&t.buckets[i])
 	}
 	sortByDistance(out, target)
-	if len(out) > n {
-		out = out[:n]
+	return diverse(out, n, t.cfg.PerPrefix)
+}
+
+// diverse returns n of cs (sorted nearest first), keeping their order:
+// those of round 0 first, nearest first, then round 1, and so on, where a
+// contact's round is how many shares of perPrefix contacts of its IPv4 /24
+// or IPv6 /64 are nearer than it. Contacts at uncapped addresses (private,
+// loopback) are always of round 0; perPrefix < 0 means plain distance
+// order. So one prefix full of Sybil keys near a target takes its share of
+// the n places and then one share per round, as any other prefix does,
+// however near its keys are; and a network all in one prefix (a cloud
+// subnet) still gets its n nearest.
+func diverse(cs []Contact, n, perPrefix int) []Contact {
+	take := diversePick(len(cs), n, perPrefix, func(i int) uint64 { return netOf(cs[i].Addr.Addr()) })
+	out := cs[:0:0]
+	for i := range cs {
+		if take[i] {
+			out = append(out, cs[i])
+		}
 	}
 	return out
+}
+
+// diversePick marks which n of count items, nearest first, diverse takes;
+// net(i) is the prefix of item i (0 if uncapped).
+func diversePick(count, n, perPrefix int, net func(i int) uint64) []bool {
+	take := make([]bool, count)
+	if count <= n || perPrefix < 0 {
+		for i := range min(n, count) {
+			take[i] = true
+		}
+		return take
+	}
+	if perPrefix == 0 {
+		perPrefix = DefaultPerPrefix
+	}
+	rounds := make([]int, count)
+	per := map[uint64]int{}
+	for i := range count {
+		if p := net(i); p != 0 {
+			rounds[i] = per[p] / perPrefix
+			per[p]++
+		}
+	}
+	for r, taken := 0, 0; taken < n; r++ {
+		for i := range count {
+			if taken == n {
+				break
+			}
+			if rounds[i] == r {
+				take[i] = true
+				taken++
+			}
+		}
+	}
+	return take
 }
 
 // Touch records a lookup of target, which refreshes target's bucket.
@@ -476,8 +667,36 @@ func (t *Table) bucketOf(k key.Public) *bucket {
 	return nil
 }
 
-// checkLimits returns why e may not join b's entries beside the entry it
-// replaces, if any. t.mu must be held.
+// beyondShare returns the index of the entry of full bucket b that gives
+// way to a newcomer within its share: the least recently seen of the
+// entries beyond their prefix's or address's share, taken from the prefix
+// with the most entries, or -1 if every entry is within its share. t.mu
+// must be held.
+func (t *Table) beyondShare(b *bucket) int {
+	per := map[uint64]int{}
+	for i := range b.entries {
+		per[b.entries[i].net]++
+	}
+	best, most := -1, 0
+	for i := range b.entries {
+		e := &b.entries[i]
+		if e.net == 0 {
+			continue
+		}
+		overPrefix := t.cfg.PerPrefix > 0 && per[e.net] > t.cfg.PerPrefix
+		overAddr := t.cfg.PerAddr > 0 && t.perAddr[t.addrHash(e)] > int32(t.cfg.PerAddr)
+		if (overPrefix || overAddr) && per[e.net] > most {
+			// Entries are least recently seen first: the first of a
+			// prefix is its oldest.
+			best, most = i, per[e.net]
+		}
+	}
+	return best
+}
+
+// checkLimits returns why e would be beyond its share in b: its prefix
+// already has PerPrefix entries there, or its address PerAddr in the
+// table. t.mu must be held.
 func (t *Table) checkLimits(b *bucket, e *entry) error {
 	if e.net == 0 {
 		return nil
@@ -518,23 +737,21 @@ func (t *Table) remove(b *bucket, i int) {
 	t.size--
 }
 
-// promote moves the most recently seen replacement that fits the limits
-// into b. t.mu must be held.
+// promote moves the most recently seen replacement into b. t.mu must be
+// held.
 func (t *Table) promote(b *bucket) {
-	for len(b.replacements) > 0 && len(b.entries) < t.cfg.K {
-		last := len(b.replacements) - 1
-		e := b.replacements[last]
-		b.replacements = b.replacements[:last]
-		if t.checkLimits(b, &e) == nil {
-			e.fails, e.checking = 0, false
-			// Its place is by when it was last seen.
-			i, _ := slices.BinarySearchFunc(b.entries, e.seen, func(x entry, s int64) int { return cmp.Compare(x.seen, s) })
-			t.insert(b, e)
-			copy(b.entries[i+1:], b.entries[i:])
-			b.entries[i] = e
-			return
-		}
+	if len(b.replacements) == 0 || len(b.entries) >= t.cfg.K {
+		return
 	}
+	last := len(b.replacements) - 1
+	e := b.replacements[last]
+	b.replacements = b.replacements[:last]
+	e.fails, e.checking = 0, false
+	// Its place is by when it was last seen.
+	i, _ := slices.BinarySearchFunc(b.entries, e.seen, func(x entry, s int64) int { return cmp.Compare(x.seen, s) })
+	t.insert(b, e)
+	copy(b.entries[i+1:], b.entries[i:])
+	b.entries[i] = e
 }
 
 func (t *Table) addrHash(e *entry) uint64 { return maphash.Comparable(t.seed, e.ip) }

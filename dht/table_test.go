@@ -71,6 +71,11 @@ func TestClosestMatchesNaiveSort(t *testing.T) {
 		}
 	}
 	targets := []key.Public{self}
+	for _, c := range all {
+		if c.NAT && len(targets) < 20 {
+			targets = append(targets, c.Key)
+		}
+	}
 	for range 300 {
 		targets = append(targets, randKey(r), keyInBucket(self, r.IntN(30), r))
 	}
@@ -78,16 +83,64 @@ func TestClosestMatchesNaiveSort(t *testing.T) {
 		targets = targets[:50]
 	}
 	for _, target := range targets {
-		sortedAll := naiveClosest(all, target, len(all))
 		sortedDirect := naiveClosest(direct, target, len(direct))
+		// A FindNode's answer: the target if it is a NAT contact, then
+		// the nearest direct ones.
+		sortedAll := sortedDirect
+		if c, ok := tab.Get(target); ok && c.NAT {
+			sortedAll = append([]Contact{c}, sortedDirect...)
+		}
 		for _, n := range []int{1, 3, 20, 57, len(all) + 1} {
-			if want, got := sortedAll[:min(n, len(all))], tab.Closest(target, n); !slices.Equal(want, got) {
+			if want, got := sortedAll[:min(n, len(sortedAll))], tab.Closest(target, n); !slices.Equal(want, got) {
 				t.Fatalf("Closest(%v, %d) (-naive +table):\n%s", target, n, cmp.Diff(want, got, equateAddrs))
 			}
 			if want, got := sortedDirect[:min(n, len(direct))], tab.ClosestDirect(target, n); !slices.Equal(want, got) {
 				t.Fatalf("ClosestDirect(%v, %d) (-naive +table):\n%s", target, n, cmp.Diff(want, got, equateAddrs))
 			}
 		}
+	}
+}
+
+// TestClosestDiverseMatchesNaive checks ClosestDirect where addresses
+// cluster in a few /24s against sorting everything and applying diverse,
+// and that diverse takes each prefix's share first.
+func TestClosestDiverseMatchesNaive(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	self := randKey(r)
+	tab := NewTable(self, TableConfig{})
+	for i := range 5000 {
+		c := Contact{Key: randKey(r), Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{20, 0, byte(i % 4), byte(i / 4 % 250)}), uint16(1000+i))}
+		if i%3 == 0 {
+			c.Key = keyInBucket(self, r.IntN(16), r)
+		}
+		tab.Add(c, t0.Add(time.Duration(i)))
+	}
+	all := tab.Contacts()
+	for range 200 {
+		target := randKey(r)
+		for _, n := range []int{1, 8, 20} {
+			want := diverse(naiveClosest(all, target, len(all)), n, DefaultPerPrefix)
+			if got := tab.ClosestDirect(target, n); !slices.Equal(want, got) {
+				t.Fatalf("ClosestDirect(%v, %d) (-naive +table):\n%s", target, n, cmp.Diff(want, got, equateAddrs))
+			}
+		}
+	}
+	// 20 contacts nearest first: 12 of one /24, then 8 of 8 others.
+	var cs []Contact
+	for i := range 20 {
+		a := netip.MustParseAddrPort("20.1.1.1:1")
+		if i >= 12 {
+			a = publicAddr(i)
+		}
+		cs = append(cs, Contact{Key: randKey(r), Addr: a})
+	}
+	got := diverse(cs, 10, 2)
+	want := append(slices.Clone(cs[:2]), cs[12:20]...)
+	if diff := cmp.Diff(want, got, equateAddrs); diff != "" {
+		t.Fatalf("diverse (-want +got):\n%s", diff)
+	}
+	if got := diverse(cs[:12], 10, 2); !slices.Equal(got, cs[:10]) {
+		t.Fatalf("diverse of one prefix = %v, want the 10 nearest", got)
 	}
 }
 
@@ -141,89 +194,222 @@ func TestAddressLimits(t *testing.T) {
 		}
 		return out
 	}
+	// Every case adds contacts to bucket 0 of a table with K=4, then
+	// checks which are in.
 	tests := []struct {
-		name    string
-		cfg     TableConfig
-		buckets []int // bucket of the i-th contact
-		addrs   []netip.AddrPort
-		want    []error
+		name  string
+		cfg   TableConfig
+		addrs []netip.AddrPort
+		want  []error
+		in    []bool // after all were added
 	}{
 		{
-			name:    "ipv4_slash24_per_bucket",
-			buckets: []int{0, 0, 0, 0, 1},
-			addrs:   addrs("20.1.2.3:1", "20.1.2.4:1", "20.1.2.5:1", "20.1.3.5:1", "20.1.2.6:1"),
-			want:    []error{nil, nil, ErrPrefixLimit, nil, nil},
+			name:  "one_prefix_fills_a_bucket_with_room",
+			addrs: addrs("20.1.2.3:1", "20.1.2.4:1", "20.1.2.5:1", "20.1.2.6:1"),
+			want:  []error{nil, nil, nil, nil},
+			in:    []bool{true, true, true, true},
 		},
 		{
-			name:    "ipv6_slash64_per_bucket",
-			buckets: []int{0, 0, 0, 0},
-			addrs:   addrs("[2001:db8:0:1::1]:1", "[2001:db8:0:1::2]:1", "[2001:db8:0:1:ffff::3]:1", "[2001:db8:0:2::1]:1"),
-			want:    []error{nil, nil, ErrPrefixLimit, nil},
+			name:  "full_bucket_refuses_beyond_the_share",
+			addrs: addrs("20.1.2.3:1", "20.1.2.4:1", "20.9.0.1:1", "20.8.0.1:1", "20.1.2.5:1"),
+			want:  []error{nil, nil, nil, nil, ErrPrefixLimit},
+			in:    []bool{true, true, true, true, false},
 		},
 		{
-			name:    "one_ip_across_the_table",
-			buckets: []int{0, 1, 2, 3, 4},
-			addrs:   addrs("20.1.2.3:1", "20.1.2.3:2", "20.1.2.3:3", "20.1.2.3:4", "20.1.2.4:1"),
-			want:    []error{nil, nil, nil, ErrAddrLimit, nil},
+			name:  "newcomer_within_its_share_displaces_the_oldest_beyond",
+			addrs: addrs("20.1.2.3:1", "20.1.2.4:1", "20.1.2.5:1", "20.9.0.1:1", "20.7.0.1:1", "20.6.0.1:1", "20.5.0.1:1"),
+			want:  []error{nil, nil, nil, nil, nil, ErrBucketFull, ErrBucketFull},
+			in:    []bool{false, true, true, true, true, false, false},
 		},
 		{
-			name:    "ipv4_mapped_counts_as_ipv4",
-			buckets: []int{0, 0, 0},
-			addrs:   addrs("[::ffff:20.1.2.3]:1", "20.1.2.4:1", "[::ffff:20.1.2.5]:1"),
-			want:    []error{nil, nil, ErrPrefixLimit},
+			name:  "ipv6_slash64",
+			addrs: addrs("[2001:db8:0:1::1]:1", "[2001:db8:0:1::2]:1", "[2001:db8:0:1:ffff::3]:1", "[2001:db8:0:2::1]:1", "[2001:db8:0:3::1]:1"),
+			want:  []error{nil, nil, nil, nil, nil},
+			in:    []bool{false, true, true, true, true},
 		},
 		{
-			name:    "private_and_loopback_exempt",
-			buckets: []int{0, 0, 0, 0, 0, 0},
-			addrs:   addrs("192.168.1.2:1", "192.168.1.3:1", "192.168.1.4:1", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"),
-			want:    []error{nil, nil, nil, nil, nil, nil},
+			name:  "ipv4_mapped_counts_as_ipv4",
+			addrs: addrs("[::ffff:20.1.2.3]:1", "20.1.2.4:1", "[::ffff:20.1.2.5]:1", "20.9.0.1:1", "20.7.0.1:1"),
+			want:  []error{nil, nil, nil, nil, nil},
+			in:    []bool{false, true, true, true, true},
 		},
 		{
-			name:    "caps_disabled",
-			cfg:     TableConfig{PerPrefix: -1, PerAddr: -1},
-			buckets: []int{0, 0, 0, 0},
-			addrs:   addrs("20.1.2.3:1", "20.1.2.3:2", "20.1.2.3:3", "20.1.2.3:4"),
-			want:    []error{nil, nil, nil, nil},
+			name:  "one_ip_beyond_its_share",
+			cfg:   TableConfig{PerPrefix: -1},
+			addrs: addrs("20.1.2.3:1", "20.1.2.3:2", "20.1.2.3:3", "20.1.2.3:4", "20.5.0.1:1"),
+			want:  []error{nil, nil, nil, nil, nil},
+			in:    []bool{false, true, true, true, true},
+		},
+		{
+			name:  "private_and_loopback_exempt",
+			addrs: addrs("192.168.1.2:1", "192.168.1.3:1", "127.0.0.1:1", "127.0.0.1:2", "20.5.0.1:1"),
+			want:  []error{nil, nil, nil, nil, ErrBucketFull},
+			in:    []bool{true, true, true, true, false},
+		},
+		{
+			name:  "caps_disabled",
+			cfg:   TableConfig{PerPrefix: -1, PerAddr: -1},
+			addrs: addrs("20.1.2.3:1", "20.1.2.3:2", "20.1.2.3:3", "20.1.2.3:4", "20.5.0.1:1"),
+			want:  []error{nil, nil, nil, nil, ErrBucketFull},
+			in:    []bool{true, true, true, true, false},
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.K = 4
 			tab := NewTable(self, tc.cfg)
+			var cs []Contact
 			for i, a := range tc.addrs {
-				c := Contact{Key: keyInBucket(self, tc.buckets[i], r), Addr: a}
-				if _, err := tab.Add(c, t0); !errors.Is(err, tc.want[i]) {
+				c := Contact{Key: keyInBucket(self, 0, r), Addr: a}
+				cs = append(cs, c)
+				if _, err := tab.Add(c, t0.Add(time.Duration(i))); !errors.Is(err, tc.want[i]) {
 					t.Errorf("Add(%v) = %v, want %v", c, err, tc.want[i])
+				}
+			}
+			for i, c := range cs {
+				if _, in := tab.Get(c.Key); in != tc.in[i] {
+					t.Errorf("%v in table = %v, want %v", c, in, tc.in[i])
 				}
 			}
 		})
 	}
-	t.Run("moving_into_a_full_prefix_is_refused", func(t *testing.T) {
+	t.Run("sybil_host_gets_a_bounded_share", func(t *testing.T) {
+		// One IP address with 1000 keys comes first, then honest
+		// nodes, each in a /24 of its own: wherever they compete for
+		// room, the Sybil host keeps at most its share.
 		tab := NewTable(self, TableConfig{})
-		a := Contact{Key: keyInBucket(self, 0, r), Addr: netip.MustParseAddrPort("20.1.2.3:1")}
-		b := Contact{Key: keyInBucket(self, 0, r), Addr: netip.MustParseAddrPort("20.1.2.4:1")}
-		c := Contact{Key: keyInBucket(self, 0, r), Addr: netip.MustParseAddrPort("20.9.9.9:1")}
-		for _, x := range []Contact{a, b, c} {
-			if _, err := tab.Add(x, t0); err != nil {
+		sybil := map[key.Public]bool{}
+		for i := range 1000 {
+			addr := netip.AddrPortFrom(netip.MustParseAddr("20.6.6.6"), uint16(1000+i))
+			c := Contact{Key: randKey(r), Addr: addr}
+			sybil[c.Key] = true
+			tab.Add(c, t0)
+		}
+		var honest []Contact
+		for i := range 2000 {
+			c := Contact{Key: randKey(r), Addr: publicAddr(i)}
+			honest = append(honest, c)
+			tab.Add(c, t0.Add(time.Second))
+		}
+		perBucket := map[int][2]int{} // bucket: honest, sybil entries
+		for _, c := range tab.Contacts() {
+			b := commonPrefixLen(self, c.Key)
+			n := perBucket[b]
+			if sybil[c.Key] {
+				n[1]++
+			} else {
+				n[0]++
+			}
+			perBucket[b] = n
+		}
+		sybilInFull := 0
+		for b, n := range perBucket {
+			if n[0]+n[1] == DefaultK {
+				sybilInFull += n[1]
+			}
+			if n[0] < DefaultK && n[1] > 0 {
+				// Room held by the Sybil host must be room no honest
+				// node asked for.
+				asked := 0
+				for _, c := range honest {
+					if commonPrefixLen(self, c.Key) == b {
+						asked++
+					}
+				}
+				if asked > n[0] {
+					t.Errorf("bucket %d: %d honest nodes asked, %d in, %d Sybil entries", b, asked, n[0], n[1])
+				}
+			}
+		}
+		if sybilInFull > DefaultPerAddr {
+			t.Errorf("the Sybil host holds %d entries of full buckets, want at most %d", sybilInFull, DefaultPerAddr)
+		}
+	})
+}
+
+func TestNATContactsApart(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 20))
+	self := randKey(r)
+	t.Run("a_cgnat_behind_one_address_is_kept_whole", func(t *testing.T) {
+		tab := NewTable(self, TableConfig{})
+		var cs []Contact
+		for i := range 500 {
+			c := Contact{Key: keyInBucket(self, 0, r), Addr: netip.AddrPortFrom(netip.MustParseAddr("20.7.7.7"), uint16(1024+i)), NAT: true}
+			cs = append(cs, c)
+			if _, err := tab.Add(c, t0); err != nil {
 				t.Fatal(err)
 			}
 		}
-		moved := c
-		moved.Addr = netip.MustParseAddrPort("20.1.2.5:1")
-		if _, err := tab.Add(moved, t0); !errors.Is(err, ErrPrefixLimit) {
-			t.Fatalf("moving into a full /24: %v, want ErrPrefixLimit", err)
+		for _, c := range cs {
+			got := tab.Closest(c.Key, DefaultK)
+			if len(got) == 0 || got[0] != c {
+				t.Fatalf("Closest(%v) = %v, want it first", c, got)
+			}
 		}
-		if got, _ := tab.Get(c.Key); got != c {
-			t.Fatalf("after a refused move, entry = %v, want %v", got, c)
+		if got := tab.Closest(randKey(r), DefaultK); len(got) != 0 {
+			t.Fatalf("Closest of another key = %v, want no NAT contacts", got)
+		}
+		if got := tab.ClosestDirect(cs[0].Key, DefaultK); len(got) != 0 {
+			t.Fatalf("ClosestDirect = %v, want nothing", got)
 		}
 	})
-	t.Run("sybil_host_cannot_fill_a_bucket", func(t *testing.T) {
-		tab := NewTable(self, TableConfig{})
-		for i := range 1000 {
-			addr := netip.AddrPortFrom(netip.MustParseAddr("20.6.6.6"), uint16(1000+i))
-			tab.Add(Contact{Key: randKey(r), Addr: addr}, t0)
+	t.Run("a_prefix_holding_most_gives_way_when_full", func(t *testing.T) {
+		tab := NewTable(self, TableConfig{MaxNAT: 10})
+		var sybils, honest []Contact
+		for i := range 10 {
+			c := Contact{Key: randKey(r), Addr: netip.AddrPortFrom(netip.MustParseAddr("20.6.6.6"), uint16(1024+i)), NAT: true}
+			sybils = append(sybils, c)
+			tab.Add(c, t0.Add(time.Duration(i)))
 		}
-		if n := tab.Len(); n != DefaultPerAddr {
-			t.Fatalf("one IP address with 1000 keys got %d entries, want %d", n, DefaultPerAddr)
+		for i := range 5 {
+			c := Contact{Key: randKey(r), Addr: publicAddr(i), NAT: true}
+			honest = append(honest, c)
+			if _, err := tab.Add(c, t0.Add(time.Minute)); err != nil {
+				t.Fatalf("honest NAT contact %d: %v", i, err)
+			}
+		}
+		more := Contact{Key: randKey(r), Addr: netip.MustParseAddrPort("20.6.6.6:9999"), NAT: true}
+		if _, err := tab.Add(more, t0.Add(time.Hour)); !errors.Is(err, ErrNATFull) {
+			t.Fatalf("a sixth Sybil with five in: %v, want ErrNATFull", err)
+		}
+		for i, c := range sybils {
+			if _, in := tab.Get(c.Key); in != (i >= 5) {
+				t.Errorf("Sybil %d in = %v, want only the five newest", i, in)
+			}
+		}
+		for _, c := range honest {
+			if _, in := tab.Get(c.Key); !in {
+				t.Errorf("honest %v not kept", c)
+			}
+		}
+	})
+	t.Run("a_nat_contact_moving_prefix_is_counted_once", func(t *testing.T) {
+		tab := NewTable(self, TableConfig{})
+		c := Contact{Key: randKey(r), Addr: publicAddr(1), NAT: true}
+		tab.Add(c, t0)
+		c.Addr = publicAddr(2)
+		tab.Add(c, t0)
+		checkTable(t, tab)
+		if got, _ := tab.Get(c.Key); got != c || tab.Len() != 1 {
+			t.Fatalf("Get = %v, Len %d", got, tab.Len())
+		}
+	})
+	t.Run("a_node_moving_behind_nat_leaves_its_bucket", func(t *testing.T) {
+		tab := NewTable(self, TableConfig{})
+		c := Contact{Key: randKey(r), Addr: publicAddr(1)}
+		tab.Add(c, t0)
+		c.NAT = true
+		tab.Add(c, t0)
+		if got := tab.ClosestDirect(c.Key, 1); len(got) != 0 {
+			t.Fatalf("ClosestDirect = %v after the move", got)
+		}
+		if got, _ := tab.Get(c.Key); got != c || tab.Len() != 1 {
+			t.Fatalf("Get = %v, Len %d", got, tab.Len())
+		}
+		c.NAT = false
+		tab.Add(c, t0)
+		if got := tab.Closest(c.Key, 2); len(got) != 1 || got[0] != c {
+			t.Fatalf("Closest = %v after moving back", got)
 		}
 	})
 }

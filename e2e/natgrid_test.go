@@ -58,11 +58,35 @@ type gridResult struct {
 	Why        string  `json:"why,omitempty"`
 }
 
-func TestNATGrid(t *testing.T) {
+// gridTopology is how a grid places its nodes beyond the kinds.
+type gridTopology struct {
+	// sharePrefix puts every public address (hosts, routers, the boot
+	// node and relays) in one /24, as one ISP's customers or a cloud
+	// subnet are: the DHT must not take them for one Sybil host.
+	sharePrefix bool
+	// cgnatMembers, if set, puts that many cgnat members behind one
+	// carrier NAT, each behind a home router of its own, so that they
+	// share one public address (different ports); otherwise each of the
+	// two has a carrier NAT of its own.
+	cgnatMembers int
+}
+
+func TestNATGrid(t *testing.T) { natGrid(t, gridTopology{}) }
+
+// TestNATGridSharedPrefix is the grid at real-world density: every public
+// address in one /24, and three members behind one CGNAT address.
+func TestNATGridSharedPrefix(t *testing.T) {
+	natGrid(t, gridTopology{sharePrefix: true, cgnatMembers: 3})
+}
+
+func natGrid(t *testing.T, topo gridTopology) {
 	if testing.Short() {
 		t.Skip("the NAT grid takes a few minutes")
 	}
 	l := newLab(t, "conntrack")
+	if topo.sharePrefix {
+		l.SharePrefix()
+	}
 	net := newNATNet(t, l)
 	add, nodes, ip := net.add, net.nodes, net.ip
 	infra := []string{"boot", "relay1", "relay2"}
@@ -70,8 +94,13 @@ func TestNATGrid(t *testing.T) {
 		add(n, l.Public(n))
 	}
 	routers := map[string]*lab.Router{}
+	var carrier *lab.Router // the shared carrier NAT of topo.cgnatMembers
 	for _, k := range gridKinds {
-		for i := 1; i <= 2; i++ {
+		count := 2
+		if k == "cgnat" && topo.cgnatMembers > 0 {
+			count = topo.cgnatMembers
+		}
+		for i := 1; i <= count; i++ {
 			name := fmt.Sprintf("%s%d", k[:3], i)
 			kinds := map[string]lab.Kind{"full": lab.FullCone, "restricted": lab.Restricted, "symmetric": lab.Symmetric, "upnp": lab.UPnP}
 			switch k {
@@ -91,7 +120,14 @@ func TestNATGrid(t *testing.T) {
 				routers[name] = r
 				add(name, r.Add(name))
 			case "cgnat":
-				r := l.NAT(name+"o", lab.Restricted).NAT(name+"i", lab.Restricted)
+				outer := carrier
+				if outer == nil {
+					outer = l.NAT(name+"o", lab.Restricted)
+				}
+				if topo.cgnatMembers > 0 {
+					carrier = outer
+				}
+				r := outer.NAT(name+"i", lab.Restricted)
 				routers[name] = r
 				add(name, r.Add(name))
 			}
@@ -101,11 +137,28 @@ func TestNATGrid(t *testing.T) {
 	// One config for all: the infrastructure as boot nodes, every node trusted.
 	net.start("grid", "10.90.0.0/24", len(infra))
 
-	var results []*gridResult
+	// Every pair of kinds, first member to second; then each further
+	// member behind the shared carrier NAT with the first of every kind.
+	type pair struct{ a, b, label string }
+	var pairs []pair
 	for i, ka := range gridKinds {
 		for _, kb := range gridKinds[i:] {
-			a, bn := ka[:3]+"1", kb[:3]+"2"
-			r := &gridResult{A: a, B: bn, Pair: ka + "↔" + kb, WantDirect: mustBeDirect(ka, kb), Path: "fail"}
+			pairs = append(pairs, pair{ka[:3] + "1", kb[:3] + "2", ka + "↔" + kb})
+		}
+	}
+	for i := 3; i <= topo.cgnatMembers; i++ {
+		m := fmt.Sprintf("cgn%d", i)
+		for _, ka := range gridKinds {
+			pairs = append(pairs, pair{ka[:3] + "1", m, ka + "↔" + m})
+		}
+		pairs = append(pairs, pair{"cgn2", m, "cgn2↔" + m})
+	}
+
+	var results []*gridResult
+	for _, pr := range pairs {
+		{
+			a, bn := pr.a, pr.b
+			r := &gridResult{A: a, B: bn, Pair: pr.label, WantDirect: mustBeDirect(kindOf(a), kindOf(bn)), Path: "fail"}
 			results = append(results, r)
 			start := time.Now()
 			if err := ping(t, nodes[a], ip(bn), 30*time.Second); err != nil {

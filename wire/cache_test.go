@@ -148,7 +148,7 @@ func TestConcurrent(t *testing.T) {
 					return
 				}
 				from, m, err := server.Open(ping)
-				if err != nil || from != c.Public() || m != (Ping{TxID: i}) {
+				if err != nil || from != c.Public() || m != (Ping{TxID: i, Size: 10}) {
 					errs <- errors.Join(errors.New("server open"), err)
 					return
 				}

@@ -85,7 +85,7 @@ func TestConn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if from != ca.Public() || src != addrA || m != (Ping{TxID: 2, NAT: true}) {
+	if from != ca.Public() || src != addrA || m != (Ping{TxID: 2, NAT: true, Size: 10}) {
 		t.Errorf("Receive = %v, %v, %v; want %v, %v, ping 2", from, src, m, ca.Public(), addrA)
 	}
 	if s := cb.Stats(); s.BadMagic != 1 || s.Auth != 1 || s.Opened != 1 {

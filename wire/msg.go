@@ -80,19 +80,43 @@ var (
 //	0      1    type 0x01
 //	1      8    txid, big-endian
 //	9      1    flags: bit 0 NAT; other bits are ignored
+//	10     ...  padding: zeros up to Size
+//
+// A Pong is sent only in answer to a Ping at least as long, so that nobody
+// can make a node send more to an address than came from it: senders pad
+// their Pings to MaxPongSize.
 type Ping struct {
 	TxID uint64
 	NAT  bool // the sender believes it is behind a NAT
+	// Size is the length of the body, padding included. AppendBinary pads
+	// to it (a Size below the unpadded length means no padding);
+	// ParseMessage sets it to the length of the body it parsed.
+	Size int
 }
 
 const pingLen = 1 + 8 + 1
 
+// MaxPongSize is the longest Pong body (an IPv6 observed address): the
+// size senders pad their Pings to.
+const MaxPongSize = 1 + 8 + 19
+
 func (Ping) Type() Type { return TypePing }
 
 func (m Ping) AppendBinary(b []byte) ([]byte, error) {
+	start := len(b)
 	b = append(b, byte(TypePing))
 	b = binary.BigEndian.AppendUint64(b, m.TxID)
-	return append(b, boolByte(m.NAT, 1)), nil
+	b = append(b, boolByte(m.NAT, 1))
+	return pad(b, start, m.Size), nil
+}
+
+// pad appends zeros to b until the body that starts at start is size bytes
+// long.
+func pad(b []byte, start, size int) []byte {
+	if n := size - (len(b) - start); n > 0 {
+		b = append(b, make([]byte, n)...)
+	}
+	return b
 }
 
 // Pong answers a Ping with the address the Ping came from, as the responder
@@ -122,9 +146,16 @@ func (m Pong) AppendBinary(b []byte) ([]byte, error) {
 //	0      1    type 0x03
 //	1      8    txid, big-endian
 //	9      32   target key
+//	41     ...  padding: zeros up to Size
+//
+// The answer (Nodes) is no longer than the FindNode, so that a FindNode
+// from a forged source address reflects no more bytes than it carried:
+// senders pad their FindNodes to MaxBodySize for a full answer.
 type FindNode struct {
 	TxID   uint64
 	Target key.Public
+	// Size is the length of the body, padding included, as for Ping.
+	Size int
 }
 
 const findNodeLen = 1 + 8 + key.Size
@@ -132,9 +163,14 @@ const findNodeLen = 1 + 8 + key.Size
 func (FindNode) Type() Type { return TypeFindNode }
 
 func (m FindNode) AppendBinary(b []byte) ([]byte, error) {
+	if m.Size > MaxBodySize {
+		return b, fmt.Errorf("find-node: %d bytes, limit %d: %w", m.Size, MaxBodySize, ErrTooLarge)
+	}
+	start := len(b)
 	b = append(b, byte(TypeFindNode))
 	b = binary.BigEndian.AppendUint64(b, m.TxID)
-	return append(b, m.Target[:]...), nil
+	b = append(b, m.Target[:]...)
+	return pad(b, start, m.Size), nil
 }
 
 // Nodes answers a FindNode. The body is
@@ -245,7 +281,8 @@ func (n NodeInfo) appendBinary(b []byte) ([]byte, error) {
 }
 
 // ParseMessage parses a plaintext body. Bytes after the message are ignored,
-// so that a later version can extend a message at its end.
+// so that a later version can extend a message at its end; for Ping and
+// FindNode they count in Size, as padding.
 func ParseMessage(body []byte) (Message, error) {
 	if len(body) == 0 {
 		return nil, fmt.Errorf("empty body: %w", ErrMalformed)
@@ -256,7 +293,7 @@ func ParseMessage(body []byte) (Message, error) {
 		if len(body) < pingLen {
 			return nil, truncated(t)
 		}
-		return Ping{TxID: binary.BigEndian.Uint64(body[1:]), NAT: body[9]&1 != 0}, nil
+		return Ping{TxID: binary.BigEndian.Uint64(body[1:]), NAT: body[9]&1 != 0, Size: len(body)}, nil
 	case TypePong:
 		if len(body) < 1+8 {
 			return nil, truncated(t)
@@ -270,7 +307,10 @@ func ParseMessage(body []byte) (Message, error) {
 		if len(body) < findNodeLen {
 			return nil, truncated(t)
 		}
-		return FindNode{TxID: binary.BigEndian.Uint64(body[1:]), Target: key.Public(body[9:])}, nil
+		if len(body) > MaxBodySize {
+			return nil, fmt.Errorf("find-node: %d bytes, limit %d: %w", len(body), MaxBodySize, ErrTooLarge)
+		}
+		return FindNode{TxID: binary.BigEndian.Uint64(body[1:]), Target: key.Public(body[9:]), Size: len(body)}, nil
 	case TypeNodes:
 		return parseNodes(body)
 	case TypePunch, TypePunchFrom:

@@ -78,14 +78,17 @@ func allMessages() []msgCase {
 
 // validMessages are messages with their exact bodies.
 var validMessages = []msgCase{
-	{"ping", Ping{TxID: 0x0102030405060708}, "01 0102030405060708 00"},
-	{"ping_nat", Ping{TxID: 1, NAT: true}, "01 0000000000000001 01"},
+	{"ping", Ping{TxID: 0x0102030405060708, Size: 10}, "01 0102030405060708 00"},
+	{"ping_nat", Ping{TxID: 1, NAT: true, Size: 10}, "01 0000000000000001 01"},
+	{"ping_padded", Ping{TxID: 1, Size: MaxPongSize}, "01 0000000000000001 00" + strings.Repeat("00", MaxPongSize-10)},
 	{"pong_v4", Pong{TxID: 2, Observed: v4}, "02 0000000000000002 04 c0000201 ca6c"},
 	{"pong_v6", Pong{TxID: 3, Observed: v6}, "02 0000000000000003 06 20010db8000000000000000000000001 01bb"},
 	{"pong_4in6", Pong{TxID: 4, Observed: netip.MustParseAddrPort("[::ffff:192.0.2.1]:1")},
 		"02 0000000000000004 06 00000000000000000000ffffc0000201 0001"},
-	{"find_node", FindNode{TxID: 0xfffffffffffffffe, Target: k0to31},
+	{"find_node", FindNode{TxID: 0xfffffffffffffffe, Target: k0to31, Size: 41},
 		"03 fffffffffffffffe 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"},
+	{"find_node_padded", FindNode{TxID: 1, Target: k0to31, Size: 45},
+		"03 0000000000000001 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f 00000000"},
 	{"nodes_empty", Nodes{TxID: 5}, "04 0000000000000005 00"},
 	{"nodes", Nodes{TxID: 6, Nodes: []NodeInfo{
 		{Key: fill(0x11), Addrs: []netip.AddrPort{v4, v6}},
@@ -132,12 +135,22 @@ func TestParseMessage(t *testing.T) {
 			if isFramed(tt.m) {
 				return // a relay payload runs to the end of the body
 			}
-			// Trailing bytes are room for later versions, not an error.
+			// Trailing bytes are room for later versions, not an error;
+			// in a Ping or FindNode they are padding.
 			got, err = ParseMessage(append(body, 0xde, 0xad))
 			if err != nil {
 				t.Fatalf("with trailing bytes: %v", err)
 			}
-			if diff := cmp.Diff(tt.m, got, cmp.Comparer(addrPortEqual)); diff != "" {
+			want := tt.m
+			switch m := want.(type) {
+			case Ping:
+				m.Size += 2
+				want = m
+			case FindNode:
+				m.Size += 2
+				want = m
+			}
+			if diff := cmp.Diff(want, got, cmp.Comparer(addrPortEqual)); diff != "" {
 				t.Errorf("with trailing bytes (-want +got):\n%s", diff)
 			}
 		})
@@ -164,6 +177,7 @@ func TestParseMessageErrors(t *testing.T) {
 		{"pong_short_v4", "02 0000000000000001 04 c0000201 ca", ErrMalformed},
 		{"pong_short_v6", "02 0000000000000001 06 c0000201 ca6c", ErrMalformed},
 		{"find_node_short", "03 0000000000000001 " + strings.Repeat("aa", 31), ErrMalformed},
+		{"find_node_over_max_body", "03 0000000000000001 " + strings.Repeat("00", MaxBodySize-8), ErrTooLarge},
 		{"nodes_short", "04 0000000000000001", ErrMalformed},
 		{"nodes_count_21", "04 0000000000000001 15", ErrMalformed},
 		{"nodes_missing_node", "04 0000000000000001 01", ErrMalformed},
@@ -228,7 +242,8 @@ func TestAppendBinaryErrors(t *testing.T) {
 }
 
 func TestNodeInfoEncodedLen(t *testing.T) {
-	for _, n := range append(dualStackNodes(1), worstNodes()[0], NodeInfo{}, validMessages[7].m.(Nodes).Nodes[1]) {
+	i := slices.IndexFunc(validMessages, func(c msgCase) bool { return c.name == "nodes" })
+	for _, n := range append(dualStackNodes(1), worstNodes()[0], NodeInfo{}, validMessages[i].m.(Nodes).Nodes[1]) {
 		b, err := n.appendBinary(nil)
 		if err != nil {
 			t.Fatal(err)

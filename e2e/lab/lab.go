@@ -72,7 +72,12 @@ type Lab struct {
 	procs   []*Proc
 	nextPub int // last octet of the next public host
 	nextRtr int
+	shared  bool // every public address in sharedPrefix (SharePrefix)
 }
+
+// sharedPrefix is the /24 of every public address of a lab after
+// SharePrefix: public hosts from .2, routers' WANs from .101.
+var sharedPrefix = netip.MustParsePrefix("11.22.200.0/24")
 
 // Check reports why labs cannot be built here, or nil.
 func Check() error {
@@ -165,15 +170,44 @@ type Host struct {
 	Addr netip.Addr // its own address (public, or on its router's LAN)
 }
 
+// SharePrefix puts every public address the lab hands out from now on,
+// hosts' and routers' alike, in one /24 (11.22.200.0/24), as the customers
+// of one ISP, a carrier's CGNAT pool or a cloud subnet are. Without it,
+// each gets a /24 of its own. Call it before adding hosts.
+func (l *Lab) SharePrefix() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.shared = true
+}
+
+// publicAddr returns the public address of the n-th host or, if router, the
+// n-th router: each in a /24 of its own, as on most of the internet (the
+// DHT shares its tables out per /24), or all in sharedPrefix.
+func (l *Lab) publicAddr(n int, router bool) netip.Addr {
+	l.mu.Lock()
+	shared := l.shared
+	l.mu.Unlock()
+	if router {
+		n += 100
+	}
+	if shared {
+		if (!router && n > 100) || n > 254 {
+			l.t.Fatalf("lab: more than 99 public hosts or 154 routers in one /24")
+		}
+		a := sharedPrefix.Addr().As4()
+		a[3] = byte(n)
+		return netip.AddrFrom4(a)
+	}
+	return netip.AddrFrom4([4]byte{11, 22, byte(n), 1})
+}
+
 // Public adds a host on the internet.
 func (l *Lab) Public(name string) *Host {
 	l.mu.Lock()
 	l.nextPub++
 	n := l.nextPub
 	l.mu.Unlock()
-	// Each host in its own /24, as on the real internet (the DHT caps
-	// entries per /24).
-	addr := netip.AddrFrom4([4]byte{11, 22, byte(n), 1})
+	addr := l.publicAddr(n, false)
 	ns := l.addNS(name)
 	l.attach(ns, fmt.Sprintf("p%d", n), addr)
 	return &Host{lab: l, Name: name, NS: ns, Addr: addr}
@@ -213,7 +247,7 @@ func (l *Lab) NAT(name string, kind Kind) *Router {
 	l.nextRtr++
 	n := l.nextRtr
 	l.mu.Unlock()
-	wan := netip.AddrFrom4([4]byte{11, 22, byte(100 + n), 1})
+	wan := l.publicAddr(n, true)
 	ns := l.addNS(name)
 	l.attach(ns, fmt.Sprintf("r%d", n), wan)
 	return l.router(name, ns, "wan0", kind, wan, n)

@@ -35,6 +35,15 @@
 //
 // -dead kills a fraction of the nodes after the tables are built, telling
 // nobody.
+//
+// In memory, -prefixes, -nat and -cgnat cluster the addresses (N nodes over
+// P /24s, a fraction behind NAT, behind M shared CGNAT addresses); a NATed
+// node is reachable only from where it has sent to, and found through the
+// nodes it keeps alive. -sybils adds an attacker with that many keys near
+// one victim key, from one /24 or one address (-sybil-from), and reports
+// the fraction of the victim's lookups it captured:
+//
+//	go run ./tools/whsim -nodes 10000 -prefixes 50 -nat 0.3 -cgnat 20 -sybils 5000
 package main
 
 import (
@@ -62,6 +71,15 @@ type options struct {
 	jsonOut        bool
 	memprofile     string
 	cpuprofile     string
+	// Address clustering and the attacker (in memory only).
+	prefixes      int
+	nat           float64
+	cgnat         int
+	sybils        int
+	sybilFrom     string
+	victim        string
+	targetLookups int
+	perPrefix     int
 }
 
 // report is what a run measured. The JSON names are the interface of -json.
@@ -91,6 +109,15 @@ type report struct {
 	WallSec   float64 `json:"wall_seconds"`
 	HeapMB    int     `json:"heap_mb"`
 	AvgTable  float64 `json:"avg_table_size"`
+	Prefixes  int     `json:"prefixes,omitempty"`
+	NAT       float64 `json:"nat,omitempty"`
+	CGNAT     int     `json:"cgnat,omitempty"`
+	Sybils    int     `json:"sybils,omitempty"`
+	SybilFrom string  `json:"sybil_from,omitempty"`
+	// TargetLookups lookups of the victim ran; CaptureRate is the fraction
+	// that did not reach it through an honest path.
+	TargetLookups int     `json:"target_lookups,omitempty"`
+	CaptureRate   float64 `json:"capture_rate"`
 }
 
 // sample is one lookup's outcome.
@@ -117,6 +144,14 @@ func main() {
 	flag.BoolVar(&o.jsonOut, "json", false, "print one JSON object")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write a heap profile, taken after the lookups, to this file")
+	flag.IntVar(&o.prefixes, "prefixes", 0, "spread the nodes over this many /24s (0: each in a /24 of its own)")
+	flag.Float64Var(&o.nat, "nat", 0, "fraction of the nodes behind NAT, reachable only through the nodes they keep alive")
+	flag.IntVar(&o.cgnat, "cgnat", 0, "put the NATed nodes behind this many shared addresses, a port each (0: an address each)")
+	flag.IntVar(&o.sybils, "sybils", 0, "Sybil keys that try to eclipse one key, all near it and in one /24")
+	flag.StringVar(&o.sybilFrom, "sybil-from", "prefix", "where the Sybil keys are: prefix (one /24) or addr (one address)")
+	flag.StringVar(&o.victim, "victim", "", "the key the Sybils aim at: nat or direct (default nat if -nat > 0)")
+	flag.IntVar(&o.targetLookups, "target-lookups", 0, "lookups of the victim to measure (default -lookups)")
+	flag.IntVar(&o.perPrefix, "per-prefix", 0, "the tables' and lookups' share of one /24 (0: dht.DefaultPerPrefix, -1: none, the baseline without the Sybil defence)")
 	flag.Parse()
 	if o.build == "" {
 		o.build = "fill"
@@ -129,6 +164,9 @@ func main() {
 	}
 	if o.nodes < 2 || o.lookups < 1 || o.loss < 0 || o.loss >= 1 || o.dead < 0 || o.dead >= 1 {
 		fail(fmt.Errorf("want -nodes ≥ 2, -lookups ≥ 1, 0 ≤ -loss < 1, 0 ≤ -dead < 1"))
+	}
+	if err := o.checkClustering(); err != nil {
+		fail(err)
 	}
 	if o.parallel <= 0 {
 		o.parallel = runtime.GOMAXPROCS(0)
@@ -155,6 +193,34 @@ func main() {
 		fail(err)
 	}
 	r.print(os.Stdout, o.jsonOut)
+}
+
+// checkClustering checks the clustering and attacker options.
+func (o options) checkClustering() error {
+	clustered := o.prefixes > 0 || o.nat > 0 || o.cgnat > 0 || o.sybils > 0
+	switch {
+	case clustered && o.packet:
+		return fmt.Errorf("-prefixes, -nat, -cgnat and -sybils run in memory only")
+	case o.sybils > 0 && o.build != "fill":
+		return fmt.Errorf("-sybils needs -build fill")
+	case o.nat < 0 || o.nat >= 1:
+		return fmt.Errorf("want 0 ≤ -nat < 1")
+	case o.prefixes < 0 || o.prefixes > 65536 || o.cgnat < 0 || o.sybils < 0:
+		return fmt.Errorf("want 0 ≤ -prefixes ≤ 65536, -cgnat ≥ 0, -sybils ≥ 0")
+	case o.prefixes > 0 && o.nodes > o.prefixes*240*50:
+		return fmt.Errorf("-nodes %d over %d /24s: at most 12,000 nodes per /24", o.nodes, o.prefixes)
+	case o.cgnat > 0 && o.prefixes > 0 && o.cgnat > 15*o.prefixes, o.cgnat > 256*15:
+		return fmt.Errorf("-cgnat %d: at most 15 CGNAT addresses per /24", o.cgnat)
+	case o.cgnat > 0 && int(o.nat*float64(o.nodes))/o.cgnat > 60000:
+		return fmt.Errorf("-cgnat %d: more than 60,000 NATed nodes per address", o.cgnat)
+	case o.sybilFrom != "prefix" && o.sybilFrom != "addr":
+		return fmt.Errorf("-sybil-from %q: want prefix or addr", o.sybilFrom)
+	case o.sybils > 60000:
+		return fmt.Errorf("-sybils: at most 60,000")
+	case o.victim != "" && o.victim != "nat" && o.victim != "direct", o.victim == "nat" && o.nat == 0:
+		return fmt.Errorf("-victim %q: want nat (with -nat > 0) or direct", o.victim)
+	}
+	return nil
 }
 
 func fail(err error) {
@@ -235,6 +301,9 @@ func (r *report) print(w io.Writer, asJSON bool) {
 	if r.Packet {
 		clock = "s virtual"
 	}
+	if r.Prefixes > 0 || r.NAT > 0 || r.CGNAT > 0 {
+		fmt.Fprintf(w, "addresses: %d /24s (0: one each), %.0f%% behind NAT, %d CGNAT addresses (0: one each)\n", r.Prefixes, 100*r.NAT, r.CGNAT)
+	}
 	fmt.Fprintf(w, "built in %.1f%s (avg table %.0f contacts, heap %d MiB); %d lookups in %.1f%s; %.1fs in all\n",
 		r.BuildSec, clock, r.AvgTable, r.HeapMB, r.Lookups, r.LookupSec, clock, r.WallSec)
 	fmt.Fprintf(w, "success   %.2f%%\n", 100*r.SuccessRate)
@@ -243,5 +312,8 @@ func (r *report) print(w io.Writer, asJSON bool) {
 	fmt.Fprintf(w, "messages  p50 %d  p95 %d  (queries per lookup)\n", r.MsgsP50, r.MsgsP95)
 	if r.TimeMsP50 != nil {
 		fmt.Fprintf(w, "time      p50 %d ms  p95 %d ms  (virtual)\n", *r.TimeMsP50, *r.TimeMsP95)
+	}
+	if r.Sybils > 0 {
+		fmt.Fprintf(w, "eclipse   %d Sybil keys from one %s captured %.2f%% of %d lookups of their target\n", r.Sybils, map[string]string{"prefix": "/24", "addr": "address"}[r.SybilFrom], 100*r.CaptureRate, r.TargetLookups)
 	}
 }

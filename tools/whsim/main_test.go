@@ -71,3 +71,41 @@ func TestPacketNetwork(t *testing.T) {
 		t.Fatalf("success %.3f, time p50 %v ms; want ≥ 0.99 and at least one round trip", r.SuccessRate, r.TimeMsP50)
 	}
 }
+
+// TestClusteredNetworkWithSybils holds the simulator to the targets of
+// dense addressing: NATed nodes behind a few CGNAT addresses, everyone in
+// five /24s, and Sybil keys from one /24 or one address aiming at one key.
+// Without the shares per prefix, the same Sybils capture the key.
+func TestClusteredNetworkWithSybils(t *testing.T) {
+	base := options{nodes: 1000, lookups: 300, build: "fill", seed: 3, parallel: 2,
+		prefixes: 5, nat: 0.5, cgnat: 2, sybils: 500, sybilFrom: "prefix"}
+	for _, tc := range []struct {
+		name       string
+		edit       func(*options)
+		minSuccess float64
+		maxCapture float64
+		minCapture float64
+	}{
+		{"sybil_prefix", func(*options) {}, 0.999, 0.01, 0},
+		{"sybil_address", func(o *options) { o.sybilFrom = "addr" }, 0.999, 0.01, 0},
+		{"direct_victim", func(o *options) { o.victim = "direct" }, 0.999, 0.01, 0},
+		{"one_prefix_for_all", func(o *options) { o.prefixes, o.cgnat, o.sybils = 1, 1, 0 }, 0.999, 0, 0},
+		{"no_shares", func(o *options) { o.perPrefix = -1 }, 0, 1, 0.5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := base
+			tc.edit(&o)
+			if err := o.checkClustering(); err != nil {
+				t.Fatal(err)
+			}
+			r, err := runMemory(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.SuccessRate < tc.minSuccess || r.CaptureRate > tc.maxCapture || r.CaptureRate < tc.minCapture {
+				t.Fatalf("success %.3f (want ≥ %.3f), captured %.3f (want %.2f to %.2f)", r.SuccessRate, tc.minSuccess, r.CaptureRate, tc.minCapture, tc.maxCapture)
+			}
+			t.Logf("success %.3f, hops p50 %d, captured %.3f", r.SuccessRate, r.HopsP50, r.CaptureRate)
+		})
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"regexp"
 	"testing"
@@ -102,7 +103,11 @@ func packetSim(t *testing.T, o options) (*report, error) {
 		hosts[i].Kill()
 	})
 	start := time.Now()
-	rep.summarize(measure(ctx, nodes, o, r))
+	net := &memNet{nodes: nodes, byAddr: map[netip.AddrPort]*simNode{}}
+	for _, n := range nodes {
+		net.byAddr[n.Addr] = n
+	}
+	rep.summarize(measure(ctx, net, o, r))
 	rep.LookupSec = time.Since(start).Seconds()
 	if rep.Lookups == 0 {
 		return nil, fmt.Errorf("no lookups ran")
