@@ -174,7 +174,7 @@ func (s *Server) serveConn(c net.Conn, log *slog.Logger) {
 	}
 	c.SetDeadline(time.Time{})
 	log.Debug("socks5: connected", "client", c.RemoteAddr(), "dst", req.String())
-	join(c, dst)
+	Join(c, dst)
 }
 
 // handshake reads the greeting, chooses no authentication, and reads the
@@ -269,10 +269,12 @@ func replyCode(err error) byte {
 	return RepGeneralFailure
 }
 
-// join copies between a and b both ways until both directions have ended:
+// Join copies between a and b both ways until both directions have ended:
 // an EOF from one side is passed on to the other as a half-close, so that
 // a client that shuts down its sending side still gets the whole answer.
-func join(a, b net.Conn) {
+// An error in either direction closes both connections. Join closes
+// neither otherwise: the caller does.
+func Join(a, b net.Conn) {
 	done := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
 		_, err := io.Copy(dst, src)

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -199,10 +200,29 @@ func addrPort(a tcpip.Address, port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(ip, port)
 }
 
-// DialTCP connects to dst through the overlay.
+// DialTCP connects to dst through the overlay. A refused connection is
+// syscall.ECONNREFUSED, an unreachable host EHOSTUNREACH, as for a socket.
 func (ns *Netstack) DialTCP(ctx context.Context, dst netip.AddrPort) (*gonet.TCPConn, error) {
 	fa, proto := fullAddr(dst)
-	return gonet.DialContextTCP(ctx, ns.stack, fa, proto)
+	c, err := gonet.DialContextTCP(ctx, ns.stack, fa, proto)
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		// gonet keeps only the text of gVisor's errors.
+		for _, e := range []struct {
+			tcpip tcpip.Error
+			errno syscall.Errno
+		}{
+			{&tcpip.ErrConnectionRefused{}, syscall.ECONNREFUSED},
+			{&tcpip.ErrHostUnreachable{}, syscall.EHOSTUNREACH},
+			{&tcpip.ErrNetworkUnreachable{}, syscall.ENETUNREACH},
+			{&tcpip.ErrTimeout{}, syscall.ETIMEDOUT},
+		} {
+			if oe.Err.Error() == e.tcpip.String() {
+				oe.Err = e.errno
+			}
+		}
+	}
+	return c, err
 }
 
 // DialUDP returns a UDP socket connected to dst through the overlay, from a

@@ -2,9 +2,10 @@ package tunnel
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/netip"
-	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,7 +66,7 @@ func TestNetstackForwarder(t *testing.T) {
 	}
 
 	_, err = a.net.DialTCP(ctx, netip.MustParseAddrPort("10.9.0.2:81"))
-	if err == nil || !strings.Contains(err.Error(), "refused") {
+	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("dial a rejected port: %v, want connection refused", err)
 	}
 
