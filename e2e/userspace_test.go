@@ -31,8 +31,10 @@ var asNobody = []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-gr
 // and log are in directories of its own.
 func TestUserspace(t *testing.T) {
 	l := newLab(t)
-	if _, err := exec.LookPath("setpriv"); err != nil {
-		t.Skip("needs setpriv (util-linux)")
+	for tool, pkg := range map[string]string{"setpriv": "util-linux", "curl": "curl", "socat": "socat"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (apt-get install %s)", tool, pkg)
+		}
 	}
 	const wb = 8
 	boot := newMember(t, l, "boot", l.Public("boot"), wb)

@@ -13,6 +13,7 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 
+	"github.com/whnet/wh/key"
 	"github.com/whnet/wh/orchid"
 	"github.com/whnet/wh/socks5"
 	"github.com/whnet/wh/tunnel"
@@ -123,8 +124,9 @@ func (nd *Node) SOCKS5Addr() net.Addr {
 }
 
 // LookupHost returns the overlay address of host: an overlay address
-// itself, or a trusted hostname of the network, bare or under the
-// network's name; its IPv4 address if it has one, else its ORCHID.
+// itself, a trusted hostname of the network, bare or under the network's
+// name, or a trusted node's public key; its IPv4 address if it has one,
+// else its ORCHID.
 func (nd *Node) LookupHost(host string) (netip.Addr, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
 		a = a.Unmap()
@@ -132,6 +134,19 @@ func (nd *Node) LookupHost(host string) (netip.Addr, error) {
 			return netip.Addr{}, fmt.Errorf("%s: %w: not an overlay address", host, socks5.ErrNotAllowed)
 		}
 		return a, nil
+	}
+	if k, err := key.ParsePublic(host); err == nil {
+		nd.mu.Lock()
+		n := nd.net
+		nd.mu.Unlock()
+		c, ok := n.Node(k)
+		switch {
+		case !ok || !c.Trusted():
+			return netip.Addr{}, fmt.Errorf("%w: %s is not a trusted node of network %q", socks5.ErrHostUnreachable, k, n.Name)
+		case c.IP.IsValid():
+			return c.IP, nil
+		}
+		return orchid.Addr(k, n.Namespace), nil
 	}
 	r, err := nd.Resolve(host)
 	if err != nil {

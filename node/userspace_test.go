@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/proxy"
 
 	"github.com/whnet/wh/orchid"
+	"github.com/whnet/wh/socks5"
 )
 
 // userspaceOpts makes a node userspace, with a SOCKS5 server on a free
@@ -40,7 +41,7 @@ func retry(f func() error) error {
 // client that is not ours; names outside the network and addresses
 // outside the overlay are refused; the library's Dial reaches it too.
 func TestUserspaceSOCKS5(t *testing.T) {
-	tn := newTestNet(t, "boot", "a", "b")
+	tn := newTestNet(t, "boot", "a", "b", "c")
 	n := tn.config("a", "b")
 	tn.start("boot", n)
 	a := tn.startWith("a", n, userspaceOpts)
@@ -71,12 +72,17 @@ func TestUserspaceSOCKS5(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := a.Dial(ctx, "tcp", "b:7")
-	if err != nil {
-		t.Fatal(err)
+	for _, host := range []string{"b", tn.keys["b"].Public().String()} {
+		c, err := a.Dial(ctx, "tcp", net.JoinHostPort(host, "7"))
+		if err != nil {
+			t.Fatalf("Dial %s: %v", host, err)
+		}
+		roundTrip(t, c, "hello from the library")
+		c.Close()
 	}
-	roundTrip(t, c, "hello from the library")
-	c.Close()
+	if _, err := a.Dial(ctx, "tcp", net.JoinHostPort(tn.keys["c"].Public().String(), "7")); !errors.Is(err, socks5.ErrHostUnreachable) {
+		t.Errorf("Dial of an untrusted key: %v, want ErrHostUnreachable", err)
+	}
 	if _, err := a.Dial(ctx, "tcp", "10.9.0.3:9"); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("Dial of a closed port: %v, want connection refused", err)
 	}
