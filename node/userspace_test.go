@@ -63,6 +63,18 @@ func TestUserspaceSOCKS5(t *testing.T) {
 		roundTrip(t, c, "hello through socks5 to "+host)
 		c.Close()
 	}
+	// Half-close passes through: the echo ends when our side is done.
+	c, err := d.Dial("tcp", "b:7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("and then EOF"))
+	c.(interface{ CloseWrite() error }).CloseWrite()
+	if got, err := io.ReadAll(c); err != nil || string(got) != "and then EOF" {
+		t.Errorf("after half-close: %q, %v", got, err)
+	}
+	c.Close()
 	for _, dst := range []string{"nosuchhost:7", "192.0.2.1:7", "10.9.0.3:9"} {
 		if c, err := d.Dial("tcp", dst); err == nil {
 			c.Close()

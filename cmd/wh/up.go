@@ -327,7 +327,7 @@ func checkListen(addr string) error {
 // checkNetAdmin reports missing rights to create an interface.
 func checkNetAdmin(iface string) error {
 	if !hasCapNetAdmin() {
-		return fmt.Errorf("creating interface %s needs CAP_NET_ADMIN: run wh up as root (sudo), or give the binary the capability (setcap cap_net_admin+ep $(command -v wh))", iface)
+		return fmt.Errorf("creating interface %s needs CAP_NET_ADMIN: run wh up as root (sudo), give the binary the capability (setcap cap_net_admin+ep $(command -v wh)), or run the node without an interface (wh up CONFIG ... userspace)", iface)
 	}
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		return fmt.Errorf("creating interface %s needs /dev/net/tun (in a container, pass --device /dev/net/tun): %w", iface, err)
