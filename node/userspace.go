@@ -84,7 +84,11 @@ func (nd *Node) startUserspace() error {
 		},
 		Logger: nd.log.With("sub", "socks5"),
 	}
-	us.wg.Go(func() { us.socks.Serve(ln) })
+	us.wg.Go(func() {
+		if err := us.socks.Serve(ln); !errors.Is(err, socks5.ErrServerClosed) {
+			nd.log.Error("socks5: stopped", "err", err)
+		}
+	})
 	nd.log.Info("socks5", "listen", us.addr.String())
 	return nil
 }
@@ -255,6 +259,12 @@ var localhost = netip.MustParseAddr("127.0.0.1")
 // would be on a TUN node.
 func (nd *Node) forwardTCP(r *tunnel.TCPRequest) {
 	us := nd.us
+	if us.addr != nil && int(r.Dst.Port()) == us.addr.(*net.TCPAddr).Port {
+		// Our own SOCKS5 server: a peer would use it to reach, in our
+		// name, nodes that trust us and not it.
+		r.Reject()
+		return
+	}
 	if us.tcp.Add(1) > maxForwardTCP || !us.begin() {
 		us.tcp.Add(-1)
 		r.Reject()

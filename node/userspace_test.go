@@ -192,6 +192,13 @@ func TestUserspaceForwardLocal(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// The node's own SOCKS5 port is not forwarded: a peer would reach, in
+	// a's name, nodes that trust a and not it.
+	socksPort := uint16(a.SOCKS5Addr().(*net.TCPAddr).Port)
+	if c, err := nb.DialContextTCPAddrPort(ctx, netip.AddrPortFrom(ipA, socksPort)); err == nil {
+		c.Close()
+		t.Errorf("b reached a's SOCKS5 server through the overlay")
+	}
 	closed := freeTCPPort(t)
 	if _, err := nb.DialContextTCPAddrPort(ctx, netip.AddrPortFrom(ipA, closed)); err == nil {
 		t.Errorf("b → a:%d, closed on localhost, succeeded", closed)

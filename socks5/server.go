@@ -90,6 +90,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if maxConns == 0 {
 		maxConns = DefaultMaxConns
 	}
+	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -99,12 +100,20 @@ func (s *Server) Serve(ln net.Listener) error {
 			if closed {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			// Out of file descriptors, say: wait, and try again.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			log.Warn("socks5: accept", "err", err, "retry_in", backoff)
+			select {
+			case <-s.ctx.Done():
+				return ErrServerClosed
+			case <-time.After(backoff):
+			}
+			continue
 		}
+		backoff = 0
 		s.mu.Lock()
 		if s.closed || len(s.conns) >= maxConns {
 			s.mu.Unlock()
