@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"io"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -147,6 +149,52 @@ func FuzzParseGreeting(f *testing.F) {
 		}
 		if n > len(b) || n != 2+len(m) || int(b[1]) != len(m) || !bytes.Equal(m, b[2:n]) {
 			t.Fatalf("greeting % x: methods % x, length %d", b, m, n)
+		}
+	})
+}
+
+// fakeConn reads from r and records what is written.
+type fakeConn struct {
+	net.Conn
+	r io.Reader
+	w bytes.Buffer
+}
+
+func (c *fakeConn) Read(b []byte) (int, error)  { return c.r.Read(b) }
+func (c *fakeConn) Write(b []byte) (int, error) { return c.w.Write(b) }
+
+// FuzzHandshake: the server's reading of a greeting and a request from
+// any bytes never panics and never reads past the request: a CONNECT it
+// accepts is the one ParseRequest finds after the greeting, and whatever
+// follows is left for the connection. Every answer is a method choice
+// (2 bytes), then at most one reply.
+func FuzzHandshake(f *testing.F) {
+	for _, tc := range requestTests {
+		f.Add(append([]byte{5, 1, 0}, unhex(f, tc.wire)...))
+	}
+	f.Add([]byte{5, 2, 2, 0, 5, 1, 0, 3, 1, 'x', 0, 80, 'd', 'a', 't', 'a'})
+	f.Add([]byte{5, 1, 2})
+	f.Add([]byte{4, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := &fakeConn{r: bytes.NewReader(b)}
+		req, err := handshake(c)
+		out := c.w.Bytes()
+		if len(out) > 2+22 {
+			t.Fatalf("answered % x", out)
+		}
+		if err != nil {
+			return
+		}
+		_, g, _ := ParseGreeting(b)
+		want, n, perr := ParseRequest(b[g:])
+		if perr != nil || want != req || req.Cmd != CmdConnect {
+			t.Fatalf("accepted %+v, ParseRequest after the greeting: %+v, %v", req, want, perr)
+		}
+		if rest, _ := io.ReadAll(c.r); !bytes.Equal(rest, b[g+n:]) {
+			t.Fatalf("left % x, want % x", rest, b[g+n:])
+		}
+		if !bytes.Equal(out, []byte{Version, MethodNoAuth}) {
+			t.Fatalf("answered % x before the reply", out)
 		}
 	})
 }
