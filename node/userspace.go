@@ -201,10 +201,10 @@ func (nd *Node) dialTCP(ctx context.Context, host string, port uint16) (net.Conn
 	return nd.us.ns.DialTCP(ctx, netip.AddrPortFrom(a, port))
 }
 
-// Listen listens for TCP on a userspace node's overlay address: address
-// is ":port" (the IPv4 address, or the ORCHID for tcp6) or "ip:port" with
-// one of the node's addresses. Connections to that port then go to the
-// listener, not to localhost.
+// Listen listens for TCP on a userspace node's overlay addresses: address
+// is ":port" (both of them for tcp; the IPv4 address for tcp4, the ORCHID
+// for tcp6) or "ip:port" with one of the node's addresses. Connections to
+// that port then go to the listener, not to localhost.
 func (nd *Node) Listen(network, address string) (net.Listener, error) {
 	a, err := nd.listenAddr(network, address, "tcp")
 	if err != nil {
@@ -243,10 +243,12 @@ func (nd *Node) listenAddr(network, address, proto string) (netip.AddrPort, erro
 		if a, err = netip.ParseAddr(host); err != nil {
 			return netip.AddrPort{}, err
 		}
+	case network == proto+"4":
+		a = nd.addrs[0].Addr()
 	case network == proto+"6":
 		a = nd.addrs[1].Addr()
 	default:
-		a = nd.addrs[0].Addr()
+		a = netip.IPv6Unspecified() // dual stack: both addresses
 	}
 	return netip.AddrPortFrom(a, uint16(port)), nil
 }

@@ -210,19 +210,51 @@ func TestUserspaceForwardLocal(t *testing.T) {
 	}
 	defer ln.Close()
 	go func() {
-		if c, err := ln.Accept(); err == nil {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
 			c.Write([]byte("listener"))
 			c.Close()
 		}
 	}()
-	c, err = nb.DialContextTCPAddrPort(ctx, netip.AddrPortFrom(ipA, port))
+	// On both of a's addresses.
+	for _, ip := range []netip.Addr{ipA, orchid.Addr(tn.keys["a"].Public(), "test")} {
+		c, err = nb.DialContextTCPAddrPort(ctx, netip.AddrPortFrom(ip, port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(c)
+		c.Close()
+		if string(got) != "listener" {
+			t.Errorf("%v with a Listen on the port: %q, want the listener's answer", ip, got)
+		}
+	}
+
+	// ListenPacket: a datagram to the IPv4 address, answered.
+	pc, err := a.ListenPacket("udp4", ":7000")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, _ := io.ReadAll(c)
-	c.Close()
-	if string(got) != "listener" {
-		t.Errorf("with a Listen on the port: %q, want the listener's answer", got)
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 100)
+		n, from, err := pc.ReadFrom(buf)
+		if err == nil {
+			pc.WriteTo(append([]byte("re:"), buf[:n]...), from)
+		}
+	}()
+	u2, err := nb.DialUDPAddrPort(netip.AddrPort{}, netip.AddrPortFrom(ipA, 7000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u2.Close()
+	u2.Write([]byte("hi"))
+	u2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 100)
+	if n, err := u2.Read(buf); err != nil || string(buf[:n]) != "re:hi" {
+		t.Errorf("ListenPacket answer %q, %v", buf[:n], err)
 	}
 }
 

@@ -186,7 +186,7 @@ func (ns *Netstack) Close() error {
 
 func fullAddr(a netip.AddrPort) (tcpip.FullAddress, tcpip.NetworkProtocolNumber) {
 	fa := tcpip.FullAddress{NIC: netstackNIC, Port: a.Port()}
-	if a.Addr().IsValid() {
+	if a.Addr().IsValid() && !a.Addr().IsUnspecified() {
 		fa.Addr = tcpip.AddrFromSlice(a.Addr().Unmap().AsSlice())
 	}
 	if a.Addr().Unmap().Is4() {
