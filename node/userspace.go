@@ -21,11 +21,15 @@ import (
 
 // Bounds of a userspace node's forwarding to localhost.
 const (
-	maxForwardTCP  = 1024             // connections at once; more are reset
-	maxForwardUDP  = 256              // flows at once; datagrams of more are dropped
-	forwardDial    = 5 * time.Second  // to connect to the local service
-	udpFlowIdle    = 60 * time.Second // a flow without a datagram either way ends
+	maxForwardTCP  = 1024            // connections at once; more are reset
+	forwardDial    = 5 * time.Second // to connect to the local service
 	maxUDPDatagram = 65535
+)
+
+// Bounds of UDP forwarding; variables for the tests.
+var (
+	maxForwardUDP = int32(256)       // flows at once; datagrams of more are dropped
+	udpFlowIdle   = 60 * time.Second // a flow without a datagram either way ends
 )
 
 // ErrNotUserspace is returned by Dial and Listen on a node that is not

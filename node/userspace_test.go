@@ -266,3 +266,63 @@ func freeTCPPort(t *testing.T) uint16 {
 	defer ln.Close()
 	return uint16(ln.Addr().(*net.TCPAddr).Port)
 }
+
+// TestUserspaceUDPBounds: a userspace node forwards at most maxForwardUDP
+// flows at once, and a flow that has been idle for udpFlowIdle ends,
+// making room for the next.
+func TestUserspaceUDPBounds(t *testing.T) {
+	oldMax, oldIdle := maxForwardUDP, udpFlowIdle
+	maxForwardUDP, udpFlowIdle = 1, 300*time.Millisecond
+	t.Cleanup(func() { maxForwardUDP, udpFlowIdle = oldMax, oldIdle })
+
+	tn := newTestNet(t, "boot", "a", "b")
+	n := tn.config("a", "b")
+	tn.start("boot", n)
+	a := tn.startWith("a", n, userspaceOpts)
+	tn.start("b", n)
+	port := localEcho(t)
+	dst := netip.AddrPortFrom(netip.MustParseAddr("10.9.0.2"), port)
+	nb := tn.nets["b"]
+	// ask sends msg and waits a second for its answer, skipping late
+	// answers to earlier tries.
+	ask := func(u net.Conn, msg string) error {
+		u.Write([]byte(msg))
+		u.SetReadDeadline(time.Now().Add(time.Second))
+		buf := make([]byte, 100)
+		for {
+			k, err := u.Read(buf)
+			if err != nil || string(buf[:k]) == "udp:"+msg {
+				return err
+			}
+		}
+	}
+	first, err := nb.DialUDPAddrPort(netip.AddrPort{}, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if err := retry(func() error { return ask(first, "first") }); err != nil {
+		t.Fatalf("first flow: %v", err)
+	}
+	// While the first flow is busy, a second one is dropped.
+	second, err := nb.DialUDPAddrPort(netip.AddrPort{}, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	for range 3 {
+		if err := ask(first, "busy"); err != nil {
+			t.Fatalf("first flow: %v", err)
+		}
+		if err := ask(second, "second"); err == nil {
+			t.Fatal("a second flow was forwarded beyond maxForwardUDP 1")
+		}
+	}
+	// Once the first has been idle, the second gets through.
+	if err := retry(func() error { return ask(second, "second") }); err != nil {
+		t.Errorf("second flow after the first went idle: %v", err)
+	}
+	if got := a.us.udp.Load(); got != 1 {
+		t.Errorf("%d flows open, want 1", got)
+	}
+}
