@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
 # Packages whose tests run under the race detector (the ones with goroutines).
-RACE_PKGS := ./key/... ./wire/... ./netsim/... ./dht/... ./tunnel/... ./node/... ./nat/... ./relay/... ./resolver/...
+RACE_PKGS := ./key/... ./wire/... ./netsim/... ./dht/... ./tunnel/... ./node/... ./nat/... ./relay/... ./resolver/... ./socks5/...
 
 .PHONY: all build deps test unit race lint e2e demo bench fuzz clean
 
@@ -55,6 +55,7 @@ bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./key/ ./wire/ ./relay/ ./tunnel/
 	$(GO) run ./tools/whsim -nodes 10000 -lookups 1000
 	$(GO) run ./bench/tunnel -t 10 -runs 3
+	$(GO) run ./bench/userspace -t 10 -runs 3
 	$(GO) run ./bench/node -wh $(BIN)/wh
 	$(GO) run ./bench/nat -wh $(BIN)/wh
 	$(GO) run ./bench/dns

@@ -1,6 +1,8 @@
 // Package ipc is the protocol between the wh command line and a running wh
-// daemon: one unix stream socket per interface, at Dir/IFACE.sock, owner
-// only (0600 in a 0700 directory).
+// daemon: one unix stream socket per interface, at DIR/IFACE.sock, owner
+// only (0600 in a 0700 directory). DIR is UserDir(): /var/run/wirehub for
+// root, $XDG_RUNTIME_DIR/wirehub for anyone else (a userspace node needs
+// no root).
 //
 // A client connects, writes one request as a JSON object on one line, and
 // reads one reply as a JSON object on one line; then both sides close.
@@ -37,8 +39,23 @@ import (
 // Version is the protocol version carried in every reply.
 const Version = 1
 
-// Dir is where daemons put their sockets (WireHub's path).
+// Dir is where root's daemons put their sockets (WireHub's path).
 const Dir = "/var/run/wirehub"
+
+// UserDir returns where the daemons of the current user put their
+// sockets: Dir for root; for anyone else $XDG_RUNTIME_DIR/wirehub, or,
+// where no session set XDG_RUNTIME_DIR (runuser, setpriv, cron),
+// $TMPDIR/wirehub-UID, which Listen refuses if another user owns it.
+func UserDir() string {
+	uid := os.Geteuid()
+	if uid == 0 {
+		return Dir
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(d) {
+		return filepath.Join(d, "wirehub")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("wirehub-%d", uid))
+}
 
 // maxMessage bounds a request or a reply line.
 const maxMessage = 1 << 20
@@ -151,7 +168,7 @@ type Server struct {
 // and serves h on it until Close. A socket left behind by a dead daemon is
 // replaced; one with a live daemon behind it is an error.
 func Listen(path string, daemonVersion string, h Handler, log *slog.Logger) (*Server, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := PrivateDir(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
@@ -174,6 +191,29 @@ func Listen(path string, daemonVersion string, h Handler, log *slog.Logger) (*Se
 	s := &Server{ln: ln, path: path, handle: h, version: daemonVersion, log: log, ctx: ctx, cancel: cancel}
 	s.wg.Go(s.accept)
 	return s, nil
+}
+
+// PrivateDir makes dir (0700) unless it exists, and checks that it is a
+// directory of the current user's (or root's) that no one else can write:
+// in a shared directory such as /tmp, someone else could have made it.
+func PrivateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return fmt.Errorf("%s is not a directory", dir)
+	case ok && st.Uid != uint32(os.Geteuid()) && st.Uid != 0:
+		return fmt.Errorf("%s belongs to user %d, not to this one (%d)", dir, st.Uid, os.Geteuid())
+	case fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("%s is writable by others (mode %v)", dir, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // Path returns the socket's path.

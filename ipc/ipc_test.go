@@ -108,3 +108,48 @@ func TestCallHonoursContext(t *testing.T) {
 	}
 	srv.Close() // must not hang on the blocked handler
 }
+
+func TestUserDir(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+	want := "/run/user/1000/wirehub"
+	if os.Geteuid() == 0 {
+		want = Dir
+	}
+	if got := UserDir(); got != want {
+		t.Errorf("UserDir = %q, want %q", got, want)
+	}
+}
+
+// TestPrivateDir: a directory that others may write, or that another user
+// owns, is refused; a missing one is made 0700.
+func TestPrivateDir(t *testing.T) {
+	base := t.TempDir()
+	fresh := filepath.Join(base, "a", "wirehub")
+	if err := PrivateDir(fresh); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(fresh); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("made %v, %v; want mode 0700", fi.Mode(), err)
+	}
+	open := filepath.Join(base, "open")
+	os.Mkdir(open, 0o700)
+	os.Chmod(open, 0o777)
+	if err := PrivateDir(open); err == nil {
+		t.Error("a world-writable directory was accepted")
+	}
+	file := filepath.Join(base, "file")
+	os.WriteFile(file, nil, 0o600)
+	if err := PrivateDir(file); err == nil {
+		t.Error("a file was accepted")
+	}
+	if os.Geteuid() == 0 {
+		other := filepath.Join(base, "other")
+		os.Mkdir(other, 0o700)
+		if err := os.Chown(other, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if err := PrivateDir(other); err == nil {
+			t.Error("another user's directory was accepted")
+		}
+	}
+}

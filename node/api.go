@@ -192,6 +192,10 @@ func (nd *Node) Status(all bool) Status {
 		DNS:        nd.dnsMode(),
 		Peers:      []PeerStatus{},
 		DHT:        DHTStatus{Contacts: nd.dht.Table().Len()},
+		Userspace:  nd.us != nil,
+	}
+	if a := nd.SOCKS5Addr(); a != nil {
+		st.SOCKS5 = a.String()
 	}
 	if self, ok := n.Node(nd.pub); ok {
 		st.Hostname = self.Hostname

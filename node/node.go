@@ -76,6 +76,8 @@ type Node struct {
 	dnsServer  *resolver.Server     // nil without DNS
 	dnsInteg   *resolver.Integrator // nil when not hooked into the system
 
+	us *userspace // nil unless a userspace node
+
 	ready atomic.Bool // set when New is done: control messages are handled
 	port  uint16
 	boot  []dht.Contact // the boot nodes, resolved at start
@@ -176,6 +178,13 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 	} else {
 		self, _ := n.Node(pub)
 		nd.addrs = ownAddrs(n, self)
+		if opt.Userspace && opt.TUN == nil {
+			ns, err := nd.newNetstack()
+			if err != nil {
+				return nil, err
+			}
+			opt.TUN, nd.opt.TUN = ns, ns
+		}
 		dev, err := tunnel.New(tunnel.Config{
 			Name:       kernelName(opt),
 			Private:    priv,
@@ -199,7 +208,11 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		return nil, err
 	}
 	nd.applyPeers(n)
-	if nd.dev != nil {
+	if nd.us != nil {
+		if err := nd.startUserspace(); err != nil {
+			return nil, err
+		}
+	} else if nd.dev != nil {
 		nd.startDNS(n)
 	}
 
@@ -762,6 +775,7 @@ func (nd *Node) Close() error {
 			nd.ctl.Close()
 		}
 		nd.stopDNS()
+		nd.stopUserspace()
 		if nd.punch != nil {
 			nd.punch.Close()
 		}

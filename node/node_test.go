@@ -66,6 +66,12 @@ func (tn *testNet) config(trusted ...string) *config.Network {
 }
 
 func (tn *testNet) start(name string, n *config.Network) *Node {
+	return tn.startWith(name, n, nil)
+}
+
+// startWith starts node name with the options mod changes; a node that
+// mod makes Userspace gets no test TUN.
+func (tn *testNet) startWith(name string, n *config.Network, mod func(*Options)) *Node {
 	t := tn.t
 	opt := Options{
 		Interface:  "wht" + name,
@@ -75,7 +81,10 @@ func (tn *testNet) start(name string, n *config.Network) *Node {
 		SocketDir:  tn.dir,
 		Logger:     slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name),
 	}
-	if !Headless(n, tn.keys[name].Public()) {
+	if mod != nil {
+		mod(&opt)
+	}
+	if !Headless(n, tn.keys[name].Public()) && !opt.Userspace {
 		self, _ := n.Node(tn.keys[name].Public())
 		tdev, tnet, err := netstack.CreateNetTUN([]netip.Addr{self.IP, orchid.Addr(self.Key, n.Namespace)}, nil, 1280)
 		if err != nil {

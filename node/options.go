@@ -61,6 +61,19 @@ type Options struct {
 	// TUN, if set, is used instead of creating a kernel TUN (netstack, for
 	// tests and rootless use). Addresses and routes are then not set.
 	TUN tun.Device
+	// Userspace runs the node on an in-process TCP/IP stack
+	// (tunnel.Netstack) instead of a kernel TUN: no interface, no routes,
+	// no privilege, no DNS server. Programs reach the overlay through
+	// Dial, Listen and the SOCKS5 server. Ignored when TUN is set.
+	Userspace bool
+	// SOCKS5 is the TCP address ("127.0.0.1:1080") of a SOCKS5 server
+	// that dials the overlay, on a userspace node. Empty means none.
+	SOCKS5 string
+	// ForwardLocal delivers the TCP connections and UDP flows that reach a
+	// userspace node's overlay addresses, on ports no Listen holds, to the
+	// same port on 127.0.0.1, so that services on localhost are reachable
+	// by the trusted peers. False: such connections are reset.
+	ForwardLocal bool
 	// SocketDir is where the control socket goes. Empty means no control
 	// socket (tests); the daemon passes ipc.Dir.
 	SocketDir string

@@ -23,7 +23,9 @@ type Status struct {
 	Mode       string       `json:"mode"` // unknown, direct or nat
 	NAT        bool         `json:"nat"`  // whether this node believes it is behind NAT
 	Router     bool         `json:"router"`
-	DNS        string       `json:"dns"` // the active name-resolution mode
+	DNS        string       `json:"dns"`                 // the active name-resolution mode
+	Userspace  bool         `json:"userspace,omitempty"` // on netstack: no interface
+	SOCKS5     string       `json:"socks5,omitempty"`    // the SOCKS5 server's address
 	Peers      []PeerStatus `json:"peers"`
 	DHT        DHTStatus    `json:"dht"`
 }

@@ -8,7 +8,7 @@ set -euo pipefail
 
 declare -A pkg=(
   [ip]=iproute2 [ss]=iproute2 [iptables]=iptables [nft]=nftables [conntrack]=conntrack [sysctl]=procps
-  [ping]=iputils-ping [iperf3]=iperf3 [socat]=socat [dig]=dnsutils [wg]=wireguard-tools
+  [ping]=iputils-ping [iperf3]=iperf3 [socat]=socat [curl]=curl [dig]=dnsutils [wg]=wireguard-tools
   [miniupnpd]=miniupnpd-nftables [upnpc]=miniupnpc [dnsmasq]=dnsmasq-base [dnsperf]=dnsperf
   [setpriv]=util-linux [nsenter]=util-linux [unshare]=util-linux [getent]=libc-bin
 )

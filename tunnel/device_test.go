@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/tun/netstack"
-
 	"github.com/whnet/wh/key"
 )
 
@@ -23,18 +21,18 @@ type stackNode struct {
 	ip   netip.Addr // overlay address
 	bind *Bind
 	dev  *Device
-	net  *netstack.Net
+	net  *Netstack
 }
 
 func newStackNode(t *testing.T, ip string) *stackNode {
 	t.Helper()
 	n := &stackNode{priv: testKey(t), ip: netip.MustParseAddr(ip)}
 	n.pub = n.priv.Public()
-	tdev, tnet, err := netstack.CreateNetTUN([]netip.Addr{n.ip}, nil, DefaultMTU)
+	tdev, err := NewNetstack([]netip.Addr{n.ip}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.net = tnet
+	n.net = tdev
 	log := testLogger(t).With("node", ip)
 	n.bind = NewBind(BindOptions{IsControl: isTestControl, OnControl: unwrapTestRelay(nil), Logger: log})
 	n.dev, err = New(Config{Private: n.priv, TUN: tdev, Bind: n.bind, Logger: log})
@@ -98,7 +96,7 @@ func onlyPeer(t *testing.T, n *stackNode) PeerStatus {
 // echoServer echoes every TCP connection on port 7 of n until the test ends.
 func echoServer(t *testing.T, n *stackNode) {
 	t.Helper()
-	ln, err := n.net.ListenTCPAddrPort(netip.AddrPortFrom(n.ip, 7))
+	ln, err := n.net.ListenTCP(netip.AddrPortFrom(n.ip, 7))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +121,7 @@ func dialEcho(t *testing.T, a, b *stackNode) net.Conn {
 	echoServer(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := a.net.DialContextTCPAddrPort(ctx, netip.AddrPortFrom(b.ip, 7))
+	c, err := a.net.DialTCP(ctx, netip.AddrPortFrom(b.ip, 7))
 	if err != nil {
 		t.Fatalf("dial over the tunnel: %v", err)
 	}
@@ -327,7 +325,7 @@ func TestNewRejectsConfig(t *testing.T) {
 		{"no_key", func(t *testing.T) Config { return Config{Name: "x"} }},
 		{"kernel_tun_without_name", func(t *testing.T) Config { return Config{Private: testKey(t)} }},
 		{"addresses_with_netstack", func(t *testing.T) Config {
-			tdev, _, err := netstack.CreateNetTUN([]netip.Addr{netip.MustParseAddr("10.0.0.1")}, nil, 1280)
+			tdev, err := NewNetstack([]netip.Addr{netip.MustParseAddr("10.0.0.1")}, 1280)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -44,6 +44,14 @@
 //	        sender key 32 + counter 8 + tag 16 + type 1 + destination key 32)
 //	= 1292  ≥ 1280 = DefaultMTU, which is also IPv6's minimum link MTU (RFC 8200)
 //
+// # Netstack
+//
+// Netstack is a TUN without a kernel: gVisor's TCP/IP stack in the process, holding the
+// node's overlay addresses, for userspace nodes (no root, no interface) and for tests. Its
+// Read hands the device up to 64 packets at a time. Programs use its Dial and Listen methods;
+// SetForwarder takes TCP connections and UDP flows to ports no listener holds (the node
+// delivers them to localhost), with at most 64 TCP handshakes under way.
+//
 // # Memory
 //
 // wireguard-go keeps its 64 KiB message buffers in unbounded sync.Pools; after a burst of

@@ -184,6 +184,9 @@ func TestExitStatus(t *testing.T) {
 		{"pubkey_empty", "", []string{"pubkey"}, 1, "nothing on standard input"},
 		{"workbit_private_garbage", "!!!!", []string{"workbit"}, 1, "not a key"},
 		{"bid_one_key", "", []string{"bid", nodeA}, 2, "two keys"},
+		{"socks5_without_userspace", "", []string{"up", bad, "socks5", "127.0.0.1:1080"}, 2, "socks5 needs userspace"},
+		{"userspace_with_system_dns", "", []string{"up", bad, "userspace", "dns", "resolved"}, 2, "no interface"},
+		{"userspace_keyword_taken", "", []string{"up", bad, "userspace", "extra"}, 2, "want one config"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -19,7 +19,7 @@ import (
 
 // call asks the daemon on iface, with a friendly error when none runs.
 func call(ctx context.Context, iface, verb string, args []string, out any) error {
-	err := ipc.Call(ctx, ipc.SocketPath(ipc.Dir, iface), verb, args, out)
+	err := ipc.Call(ctx, ipc.SocketPath(ipc.UserDir(), iface), verb, args, out)
 	if errors.Is(err, ipc.ErrNotRunning) {
 		return fmt.Errorf("interface %s: %w", iface, errNotRunning)
 	}
@@ -36,12 +36,13 @@ func call(ctx context.Context, iface, verb string, args []string, out any) error
 var errNotRunning = errors.New("wh is not running there (see `wh show interfaces`)")
 
 func runningInterfaces() ([]string, error) {
-	ifs, err := ipc.Interfaces(ipc.Dir)
+	dir := ipc.UserDir()
+	ifs, err := ipc.Interfaces(dir)
 	if errors.Is(err, fs.ErrPermission) {
-		return nil, fmt.Errorf("%s is root's only: run as root (sudo)", ipc.Dir)
+		return nil, fmt.Errorf("%s is root's only: run as root (sudo)", dir)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", ipc.Dir, err)
+		return nil, fmt.Errorf("listing %s: %w", dir, err)
 	}
 	return ifs, nil
 }
@@ -70,7 +71,7 @@ func newDownCmd() *cobra.Command {
 			// The daemon answers, then stops: wait until its socket is
 			// gone, then its interface (removed last, after its DNS
 			// entries), so that nothing of it is left when down returns.
-			path := ipc.SocketPath(ipc.Dir, args[0])
+			path := ipc.SocketPath(ipc.UserDir(), args[0])
 			for ctx.Err() == nil {
 				_, err := os.Stat(path)
 				_, ierr := net.InterfaceByName(args[0])

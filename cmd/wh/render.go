@@ -26,6 +26,9 @@ func renderStatus(w io.Writer, st node.Status, color bool, now time.Time) {
 	if st.Router {
 		flags = append(flags, "ROUTER")
 	}
+	if st.Userspace {
+		flags = append(flags, "USERSPACE")
+	}
 	fmt.Fprintf(w, "interface %s", st.Interface)
 	if st.Network != "" {
 		fmt.Fprintf(w, " network %s", st.Network)
@@ -43,6 +46,9 @@ func renderStatus(w io.Writer, st node.Status, color bool, now time.Time) {
 	}
 	if st.DNS != "" {
 		fmt.Fprintf(w, ", dns: %s", st.DNS)
+	}
+	if st.SOCKS5 != "" {
+		fmt.Fprintf(w, ", socks5: %s", st.SOCKS5)
 	}
 	fmt.Fprintf(w, "\n  dht: %d contacts\n", st.DHT.Contacts)
 	if len(st.Peers) == 0 {

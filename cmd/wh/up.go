@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,12 +41,14 @@ const (
 type upOptions struct {
 	keyFile, iface, port, mode, dns, logLevel string
 	foreground                                bool
+	userspace                                 bool   // netstack instead of a TUN
+	socks5                                    string // SOCKS5 server address, userspace only
 }
 
 func newUpCmd(io stdio) *cobra.Command {
 	var o upOptions
 	cmd := &cobra.Command{
-		Use:   "up CONFIG [private-key FILE] [interface NAME] [listen-port PORT] [mode unknown|direct|nat] [dns auto|resolved|hosts|off]",
+		Use:   "up CONFIG [private-key FILE] [interface NAME] [listen-port PORT] [mode unknown|direct|nat] [dns auto|resolved|hosts|off] [userspace [socks5 ADDR]]",
 		Short: "Join the network described by CONFIG",
 		Long: `Join the network described by CONFIG: find the trusted peers in the DHT,
 open WireGuard tunnels to them on interface NAME (default wh- and the first
@@ -58,21 +61,41 @@ uses an ephemeral key that meets the network's workbit. A node whose key has no
 address in the config is headless: DHT, bootstrap and relay only, no
 interface.
 
-The daemon detaches and logs to /var/log/wirehub/NAME.log, unless
---foreground (or FG=1) keeps it in front, logging to stderr (for systemd
-and containers).`,
+With userspace, the node runs on an in-process TCP/IP stack instead of a
+TUN, for containers and users without root: no interface, no routes, no
+DNS integration, no privilege (unless a port below 1024 is asked for).
+Programs reach the network through a SOCKS5 server (socks5 ADDR, e.g.
+127.0.0.1:1080, off unless asked; it resolves the network's hostnames),
+and connections from peers to this node's overlay addresses, TCP and
+UDP, are delivered to the same port on 127.0.0.1: a service listening on
+localhost is reachable by the network's trusted nodes.
+
+The daemon detaches and logs to /var/log/wirehub/NAME.log (for a user
+other than root: $XDG_STATE_HOME/wirehub, by default
+~/.local/state/wirehub), unless --foreground (or FG=1) keeps it in
+front, logging to stderr (for systemd and containers). Its control
+socket is /var/run/wirehub/NAME.sock, or, for a user other than root,
+$XDG_RUNTIME_DIR/wirehub/NAME.sock ($TMPDIR/wirehub-UID without
+XDG_RUNTIME_DIR), where wh show, reload, down and ping find it.`,
 		Example: `  wh up ./net.conf private-key node.sk
   wh up ./net.conf private-key node.sk interface wh-home listen-port 62096
-  FG=1 wh up /etc/wirehub/home.conf private-key /etc/wirehub/home.sk`,
+  FG=1 wh up /etc/wirehub/home.conf private-key /etc/wirehub/home.sk
+  wh up ./net.conf private-key node.sk userspace socks5 127.0.0.1:1080`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rest, err := keywords(cmd, args, map[string]*string{
 				"private-key": &o.keyFile, "interface": &o.iface, "listen-port": &o.port,
-				"mode": &o.mode, "dns": &o.dns,
+				"mode": &o.mode, "dns": &o.dns, "socks5": &o.socks5,
 			})
 			if err != nil {
 				return err
 			}
+			rest = slices.DeleteFunc(rest, func(w string) bool {
+				if w == "userspace" {
+					o.userspace = true
+				}
+				return w == "userspace"
+			})
 			if len(rest) != 1 {
 				return usagef("up: want one config file, got %q", rest)
 			}
@@ -90,6 +113,8 @@ and containers).`,
 	f.StringVar(&o.dns, "dns", "auto", "name resolution: auto, resolved (systemd-resolved), hosts (/etc/hosts) or off")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.BoolVar(&o.foreground, "foreground", false, "stay in the foreground, logging to stderr (also FG=1)")
+	f.BoolVar(&o.userspace, "userspace", false, "run on an in-process TCP/IP stack: no TUN, no root")
+	f.StringVar(&o.socks5, "socks5", "", "address of a SOCKS5 server into the network (userspace only), e.g. 127.0.0.1:1080")
 	return cmd
 }
 
@@ -136,6 +161,9 @@ func plan(ctx context.Context, io stdio, cfgPath string, o *upOptions) (*upPlan,
 	if err != nil {
 		return nil, usageError{err.Error()}
 	}
+	if err := checkUserspace(*o, dns); err != nil {
+		return nil, err
+	}
 	if p.network, err = config.Load(cfgPath); err != nil {
 		return nil, err
 	}
@@ -176,7 +204,10 @@ func plan(ctx context.Context, io stdio, cfgPath string, o *upOptions) (*upPlan,
 		Mode:       mode,
 		DNS:        dns,
 		Version:    version,
-		SocketDir:  ipc.Dir,
+		SocketDir:  ipc.UserDir(),
+	}
+	if o.userspace {
+		p.opts.Userspace, p.opts.SOCKS5, p.opts.ForwardLocal = true, o.socks5, true
 	}
 	if err := checkSocketFree(iface); err != nil {
 		return nil, err
@@ -185,6 +216,15 @@ func plan(ctx context.Context, io stdio, cfgPath string, o *upOptions) (*upPlan,
 		return nil, err
 	}
 	if node.Headless(n, pub) {
+		if o.socks5 != "" {
+			return nil, fmt.Errorf("socks5: this node (%s) has no address in %s, so nothing to reach the network from", pub, cfgPath)
+		}
+		return p, nil
+	}
+	if o.userspace {
+		if err := checkListen(o.socks5); err != nil {
+			return nil, err
+		}
 		return p, nil
 	}
 	if err := checkNetAdmin(iface); err != nil {
@@ -258,7 +298,7 @@ func checkInterfaceName(s string) error {
 func checkSocketFree(iface string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	err := ipc.Call(ctx, ipc.SocketPath(ipc.Dir, iface), "version", nil, nil)
+	err := ipc.Call(ctx, ipc.SocketPath(ipc.UserDir(), iface), "version", nil, nil)
 	if errors.Is(err, ipc.ErrNotRunning) {
 		return nil
 	}
@@ -286,10 +326,37 @@ func checkPort(port uint16) error {
 	return nil
 }
 
+// checkUserspace checks the options of a userspace node.
+func checkUserspace(o upOptions, dns resolver.Mode) error {
+	if !o.userspace {
+		if o.socks5 != "" {
+			return usagef("socks5 needs userspace: a node with a TUN is reached through the system's sockets")
+		}
+		return nil
+	}
+	if dns != resolver.ModeAuto && dns != resolver.ModeOff {
+		return usagef("dns %s: a userspace node has no interface to point the system's resolver at (its SOCKS5 server resolves the network's names)", o.dns)
+	}
+	return nil
+}
+
+// checkListen reports a TCP address the daemon could not listen on.
+func checkListen(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("socks5 %s: %w", addr, err)
+	}
+	ln.Close()
+	return nil
+}
+
 // checkNetAdmin reports missing rights to create an interface.
 func checkNetAdmin(iface string) error {
 	if !hasCapNetAdmin() {
-		return fmt.Errorf("creating interface %s needs CAP_NET_ADMIN: run wh up as root (sudo), or give the binary the capability (setcap cap_net_admin+ep $(command -v wh))", iface)
+		return fmt.Errorf("creating interface %s needs CAP_NET_ADMIN: run wh up as root (sudo), give the binary the capability (setcap cap_net_admin+ep $(command -v wh)), or run the node without an interface (wh up CONFIG ... userspace)", iface)
 	}
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		return fmt.Errorf("creating interface %s needs /dev/net/tun (in a container, pass --device /dev/net/tun): %w", iface, err)
@@ -373,10 +440,11 @@ func detach(ctx context.Context, io stdio, p *upPlan, o *upOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(logDir, 0o750); err != nil {
+	dir := userLogDir()
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("log directory: %w", err)
 	}
-	logPath := filepath.Join(logDir, p.opts.Interface+".log")
+	logPath := filepath.Join(dir, p.opts.Interface+".log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
 		return fmt.Errorf("log file: %w", err)
@@ -398,6 +466,9 @@ func detach(ctx context.Context, io stdio, p *upPlan, o *upOptions) error {
 	args := []string{"up", p.cfgPath, "--foreground", "--interface", p.opts.Interface,
 		"--listen-port", strconv.Itoa(int(p.opts.ListenPort)), "--mode", o.mode, "--dns", o.dns,
 		"--log-level", o.logLevel}
+	if o.userspace {
+		args = append(args, "--userspace", "--socks5", o.socks5)
+	}
 	if o.keyFile != "" {
 		args = append(args, "--private-key", o.keyFile)
 	}
@@ -453,4 +524,27 @@ func detach(ctx context.Context, io stdio, p *upPlan, o *upOptions) error {
 		cmd.Process.Kill()
 		return ctx.Err()
 	}
+}
+
+// userLogDir is where detached daemons of the current user write their
+// logs: logDir for root; for anyone else $XDG_STATE_HOME/wirehub, by
+// default ~/.local/state/wirehub, or the socket directory when there is
+// no usable home (system users such as nobody).
+func userLogDir() string {
+	if os.Geteuid() == 0 {
+		return logDir
+	}
+	state := os.Getenv("XDG_STATE_HOME")
+	if !filepath.IsAbs(state) {
+		if home, err := os.UserHomeDir(); err == nil && filepath.IsAbs(home) {
+			state = filepath.Join(home, ".local", "state")
+		}
+	}
+	if state != "" {
+		d := filepath.Join(state, "wirehub")
+		if os.MkdirAll(d, 0o750) == nil {
+			return d
+		}
+	}
+	return ipc.UserDir()
 }
