@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -152,6 +153,12 @@ func build(t *testing.T) images {
 	if why := need(); why != "" {
 		skip(t, why)
 	}
+	if v := os.Getenv("WH_DOCKER_IMAGES"); v != "" {
+		// For reruns while working on the tests: WH_DOCKER_IMAGES=whnet/,latest
+		// uses images `make docker` built, and keeps them.
+		prefix, tag, _ := strings.Cut(v, ",")
+		return images{prefix: prefix, tag: tag, repo: ".."}
+	}
 	id := randomID()
 	im := images{prefix: "whtest" + id + "/", tag: "t" + id, repo: cleanCopy(t)}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
@@ -237,9 +244,52 @@ func TestImages(t *testing.T) {
 		}
 	})
 
+	t.Run("sd_notify", func(t *testing.T) { testNotify(t, im) })
 	t.Run("compose_nat", func(t *testing.T) { testCompose(t, im) })
 	// TODO(0nc): 0nc between two containers with no capability, as an
 	// unprivileged user, moving a file intact, once tools/0nc exists.
+}
+
+// testNotify runs a headless node in the wh image as systemd would run it
+// (Type=notify): READY=1 arrives on $NOTIFY_SOCKET, and by then the
+// daemon answers on its control socket.
+func testNotify(t *testing.T, im images) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "net.conf"), []byte("name notify\nsubnet 10.0.44.0/24\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "notify"), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	name := "whtest" + randomID()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		docker(ctx, "", "rm", "-f", name)
+	})
+	if _, err := docker(ctx, "", "run", "-d", "--name", name, "--network", "none", "-v", dir+":/etc/wirehub",
+		"-e", "NOTIFY_SOCKET=/etc/wirehub/notify", im.wh(), "up", "/etc/wirehub/net.conf", "interface", "wh-notify"); err != nil {
+		t.Fatal(err)
+	}
+	ln.SetReadDeadline(time.Now().Add(60 * time.Second))
+	buf := make([]byte, 256)
+	n, err := ln.Read(buf)
+	if err != nil {
+		logs, _ := docker(ctx, "", "logs", name)
+		t.Fatalf("no notification from the daemon: %v\n%s", err, logs)
+	}
+	if msg := string(buf[:n]); !strings.HasPrefix(msg, "READY=1\n") {
+		t.Fatalf("the daemon sent %q, want READY=1", msg)
+	}
+	if out, err := docker(ctx, "", "exec", name, "wh", "show", "wh-notify"); err != nil {
+		t.Errorf("READY=1 came before the control socket answered: %v", err)
+	} else if !strings.Contains(out, "interface wh-notify network notify") {
+		t.Errorf("wh show after READY=1: %q", out)
+	}
 }
 
 // composeNet is one compose project of compose.yml.
@@ -283,14 +333,14 @@ func freeNet(ctx context.Context) (string, error) {
 	}
 	for range 50 {
 		n, _ := rand.Int(rand.Reader, big.NewInt(150))
-		net := fmt.Sprintf("10.%d", 100+n.Int64())
-		ours := netip.MustParsePrefix(net + ".0.0/22")
+		pre := fmt.Sprintf("10.%d", 100+n.Int64())
+		ours := netip.MustParsePrefix(pre + ".0.0/22")
 		free := true
 		for _, u := range used {
 			free = free && !u.Overlaps(ours)
 		}
 		if free {
-			return net, nil
+			return pre, nil
 		}
 	}
 	return "", fmt.Errorf("no free subnets in 10.100.0.0/14 and above among %v", used)
