@@ -72,7 +72,9 @@ mkdir -p "$ov/usr/local/bin" "$ov/usr/local/share/wh" "$ov/etc/bash_completion.d
 for b in wh 0nc; do
   if [ -x "$bindir/$b" ]; then
     cp "$bindir/$b" "$ov/usr/local/bin/"
-    "$bindir/$b" completion bash > "$ov/etc/bash_completion.d/$b"
+    # 0nc may not have a completion command (yet): then it has none.
+    "$bindir/$b" completion bash > "$ov/etc/bash_completion.d/$b" 2>/dev/null ||
+      rm -f "$ov/etc/bash_completion.d/$b"
   fi
 done
 cp "$here/sandbox/wh-nat-router" "$here/sandbox/wh-compose-keys" "$ov/usr/local/bin/"
