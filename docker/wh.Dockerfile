@@ -5,7 +5,10 @@
 #   docker run -d --cap-add NET_ADMIN --device /dev/net/tun -v "$PWD:/etc/wirehub" whnet/wh
 #
 # runs `wh up /etc/wirehub/net.conf private-key /etc/wirehub/node.sk` in
-# the foreground; any other arguments run that wh command instead.
+# the foreground; any other arguments run that wh command instead. A TUN
+# node needs --cap-add NET_ADMIN --device /dev/net/tun; a headless node
+# (a boot node or relay) needs neither. (Userspace mode, with no capability
+# and no device, is to come: `wh up … userspace`.)
 FROM scratch
 COPY rootfs/ /
 ENV PATH=/usr/local/bin FG=1
