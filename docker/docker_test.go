@@ -244,6 +244,7 @@ func TestImages(t *testing.T) {
 		}
 	})
 
+	t.Run("tun_node", func(t *testing.T) { testTUN(t, im) })
 	t.Run("sd_notify", func(t *testing.T) { testNotify(t, im) })
 	t.Run("compose_nat", func(t *testing.T) { testCompose(t, im) })
 	// TODO(0nc): 0nc between two containers with no capability, as an
@@ -251,6 +252,67 @@ func TestImages(t *testing.T) {
 	// once tools/0nc exists (make docker puts it in both images then).
 	// TODO(userspace): a member with no capability and no /dev/net/tun,
 	// `wh up … userspace`, once wh has that mode.
+}
+
+// testTUN runs a node with an interface in the wh image (FROM scratch):
+// config and key from the mounted /etc/wirehub, the interface with its
+// overlay address, and its name in the container's /etc/hosts.
+func testTUN(t *testing.T, im images) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	priv, err := docker(ctx, "", "run", "--rm", im.wh(), "genkey")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := key.ParsePrivate(strings.TrimSpace(priv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := "name solo\nsubnet 10.0.45.0/24\ntrust solo " + k.Public().String() + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "net.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "node.sk"), []byte(priv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	name := "whtest" + randomID()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		docker(ctx, "", "rm", "-f", name)
+	})
+	// Docker turns IPv6 off in containers: wh says what to pass.
+	tun := []string{"--network", "none", "--cap-add", "NET_ADMIN", "--device", "/dev/net/tun", "-v", dir + ":/etc/wirehub:ro"}
+	out, err := docker(ctx, "", append(append([]string{"run", "--rm"}, tun...), im.wh())...)
+	if err == nil || !strings.Contains(err.Error(), "--sysctl net.ipv6.conf.all.disable_ipv6=0") {
+		t.Errorf("wh up with IPv6 disabled: %v %s; want an error naming the sysctl", err, out)
+	}
+	tun = append(tun, "--sysctl", "net.ipv6.conf.all.disable_ipv6=0")
+	if _, err := docker(ctx, "", append(append([]string{"run", "-d", "--name", name}, tun...), im.wh())...); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
+		if out, err = docker(ctx, "", "exec", name, "wh", "show", "--json"); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		logs, _ := docker(ctx, "", "logs", name)
+		t.Fatalf("the node did not come up: %v\n%s", err, logs)
+	}
+	var st node.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Hostname != "solo" || len(st.Addresses) == 0 || st.Addresses[0] != "10.0.45.2/24" {
+		t.Errorf("wh show: %+v, want node solo with 10.0.45.2/24", st)
+	}
+	// No shell in the image: the container's files through docker cp.
+	hosts, err := docker(ctx, "", "cp", name+":/etc/hosts", "-")
+	if err != nil || !strings.Contains(hosts, "10.0.45.2") || !strings.Contains(hosts, "solo") {
+		t.Errorf("/etc/hosts in the container has no line for solo: %v\n%s", err, hosts)
+	}
 }
 
 // testNotify runs a headless node in the wh image as systemd would run it

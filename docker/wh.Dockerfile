@@ -2,11 +2,13 @@
 # nothing else. Built by `make docker` (docker/build.sh), which puts the
 # binaries in the build context; FROM scratch pulls nothing.
 #
-#   docker run -d --cap-add NET_ADMIN --device /dev/net/tun -v "$PWD:/etc/wirehub" whnet/wh
+#   docker run -d --cap-add NET_ADMIN --device /dev/net/tun \
+#     --sysctl net.ipv6.conf.all.disable_ipv6=0 -v "$PWD:/etc/wirehub" whnet/wh
 #
 # runs `wh up /etc/wirehub/net.conf private-key /etc/wirehub/node.sk` in
 # the foreground; any other arguments run that wh command instead. A TUN
-# node needs --cap-add NET_ADMIN --device /dev/net/tun; a headless node
+# node needs the capability, the device and IPv6 (for its ORCHID address;
+# Docker turns IPv6 off in containers unless asked); a headless node
 # (a boot node or relay) needs neither. (Userspace mode, with no capability
 # and no device, is to come: `wh up … userspace`.)
 FROM scratch

@@ -177,6 +177,9 @@ func plan(ctx context.Context, io stdio, cfgPath string, o upOptions) (*upPlan, 
 	if err := checkNetAdmin(iface); err != nil {
 		return nil, err
 	}
+	if err := checkIPv6(iface); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
