@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/whnet/wh/e2e/lab"
 	"github.com/whnet/wh/orchid"
 )
 
@@ -20,7 +19,7 @@ import (
 // the hosts file exactly as it was. Node a runs in a private mount
 // namespace with its own /etc/hosts, so the machine's is never touched.
 func TestNames(t *testing.T) {
-	l := newLab(t)
+	l := newLab(t, "dig", "unshare", "nsenter", "getent")
 	boot := newMember(t, l, "boot", l.Public("boot"), 8)
 	a := newMember(t, l, "a", l.Public("a"), 8)
 	b := newMember(t, l, "b", l.Public("b"), 8)
@@ -35,13 +34,16 @@ func TestNames(t *testing.T) {
 	original := "127.0.0.1\tlocalhost\n# a comment the user wrote\n192.0.2.1 printer\n"
 	writeFile(t, hosts, original)
 
-	procs := []*lab.Proc{boot.up(t, conf, "listen-port", "62096", "dns", "off"), b.up(t, conf, "dns", "off")}
-	pa := a.host.Start("wh", nil, "unshare", "--mount", "--propagation", "private", "sh", "-c",
-		fmt.Sprintf("mount --bind %s /etc/hosts && exec %s up %s private-key %s interface %s --foreground dns hosts",
-			hosts, whBin, conf, a.keyf, a.iface))
-	boot.waitUp(t, procs[0])
-	b.waitUp(t, procs[1])
-	a.waitUp(t, pa)
+	upAll(t, conf, []*member{boot, b}, func(m *member) []string {
+		if m == boot {
+			return []string{"listen-port", "62096"}
+		}
+		return nil
+	})
+	// a's daemon detaches inside the mount namespace, and keeps it.
+	if err := a.start(privateHosts(hosts), conf, "dns", "hosts"); err != nil {
+		t.Fatal(err)
+	}
 	if err := ping(t, b, "10.80.0.2", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +91,11 @@ func TestNames(t *testing.T) {
 	}
 
 	// Hosts mode, seen from inside a's mount namespace.
-	pid := strconv.Itoa(pa.Cmd.Process.Pid)
+	pids := a.daemons()
+	if len(pids) != 1 {
+		t.Fatalf("a's daemons: %v, want one", pids)
+	}
+	pid := strconv.Itoa(pids[0])
 	inA := func(args ...string) (string, error) {
 		return a.host.Run(ctx, "nsenter", append([]string{"-t", pid, "-m", "--"}, args...)...)
 	}
@@ -117,18 +123,17 @@ func TestNames(t *testing.T) {
 	}
 
 	// down leaves the hosts file exactly as it found it.
-	if out, err := a.wh(ctx, "down", a.iface); err != nil {
-		t.Fatalf("down: %v\n%s", err, out)
-	}
-	if err := lab.Eventually(10*time.Second, 100*time.Millisecond, func() error {
-		if !pa.Exited() {
-			return fmt.Errorf("still running")
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	a.down(t)
 	if got, _ := os.ReadFile(hosts); string(got) != original {
 		t.Errorf("hosts file after down:\n%q\nwant\n%q", got, original)
 	}
+}
+
+// privateHosts is a command prefix that runs a command in a private mount
+// namespace whose /etc/hosts is the file hosts, and without
+// systemd-resolved (so that dns auto picks hosts mode there): a wh daemon
+// started through it, and detached, keeps that namespace.
+func privateHosts(hosts string) []string {
+	return []string{"unshare", "--mount", "--propagation", "private", "sh", "-c",
+		`mount --bind "$0" /etc/hosts && { [ ! -d /run/systemd ] || mount -t tmpfs none /run/systemd; } && exec "$@"`, hosts}
 }

@@ -62,7 +62,7 @@ func TestNATGrid(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the NAT grid takes a few minutes")
 	}
-	l := newLab(t)
+	l := newLab(t, "conntrack")
 	net := newNATNet(t, l)
 	add, nodes, ip := net.add, net.nodes, net.ip
 	infra := []string{"boot", "relay1", "relay2"}
@@ -100,7 +100,6 @@ func TestNATGrid(t *testing.T) {
 
 	// One config for all: the infrastructure as boot nodes, every node trusted.
 	net.start("grid", "10.90.0.0/24", len(infra))
-	procs := net.procs
 
 	var results []*gridResult
 	for i, ka := range gridKinds {
@@ -171,11 +170,11 @@ func TestNATGrid(t *testing.T) {
 			t.Skipf("%s↔%s is not relayed (%+v): nothing to fail over", a, bn, p)
 		}
 		victim := p.Relay
-		proc, known := procs[victim]
+		relay, known := nodes[victim]
 		if !known || victim == a || victim == bn {
 			t.Skipf("relay %q is not a process of this test", victim)
 		}
-		proc.Stop()
+		relay.kill(t)
 		start := time.Now()
 		if err := ping(t, nodes[a], ip(bn), 10*time.Second); err != nil {
 			t.Fatalf("after killing relay %s: %v", victim, err)
@@ -188,8 +187,8 @@ func TestNATGrid(t *testing.T) {
 	// direct path comes back within 30 s.
 	t.Run("conntrack_flush", func(t *testing.T) {
 		a, bn := "res1", "res2"
-		if _, err := routers[a].Run(context.Background(), "conntrack", "-F"); err != nil {
-			t.Skipf("conntrack -F: %v (apt-get install conntrack)", err)
+		if out, err := routers[a].Run(context.Background(), "conntrack", "-F"); err != nil {
+			t.Fatalf("conntrack -F: %v\n%s", err, out)
 		}
 		start := time.Now()
 		err := lab.Eventually(30*time.Second, 250*time.Millisecond, func() error {

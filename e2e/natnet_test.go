@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,13 +18,13 @@ type natNet struct {
 	l     *lab.Lab
 	nodes map[string]*member
 	order []string // in the order added
-	procs map[string]*lab.Proc
+	boots int      // the first boots of order are boot nodes
 	conf  string
 	netw  *config.Network
 }
 
 func newNATNet(t *testing.T, l *lab.Lab) *natNet {
-	return &natNet{t: t, l: l, nodes: map[string]*member{}, procs: map[string]*lab.Proc{}}
+	return &natNet{t: t, l: l, nodes: map[string]*member{}}
 }
 
 // add makes a member on h.
@@ -51,23 +52,28 @@ func (n *natNet) start(name, subnet string, boots int) {
 		t.Fatal(err)
 	}
 	n.netw = netw
-	for i, m := range n.order {
-		args := []string{"--log-level", "info"}
-		if i < boots {
-			args = append(args, "listen-port", "62096")
-		}
-		n.procs[m] = n.nodes[m].up(t, n.conf, args...)
-	}
+	n.boots = boots
+	var ms []*member
 	for _, m := range n.order {
-		n.nodes[m].waitUp(t, n.procs[m])
+		ms = append(ms, n.nodes[m])
 	}
+	upAll(t, n.conf, ms, n.args)
 }
 
-// restart stops member m and starts it again (same key, a new port).
-func (n *natNet) restart(m string) {
-	n.procs[m].Stop()
-	n.procs[m] = n.nodes[m].up(n.t, n.conf, "--log-level", "info")
-	n.nodes[m].waitUp(n.t, n.procs[m])
+// args are the extra wh up arguments of member m.
+func (n *natNet) args(m *member) []string {
+	args := []string{"--log-level", "info"}
+	if slices.Index(n.order, m.name) < n.boots {
+		args = append(args, "listen-port", "62096")
+	}
+	return args
+}
+
+// restart takes member m down and up again (same key, a new port).
+func (n *natNet) restart(name string) {
+	m := n.nodes[name]
+	m.down(n.t)
+	m.up(n.t, n.conf, n.args(m)...)
 }
 
 // ip returns member m's overlay IPv4 address.

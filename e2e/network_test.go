@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,7 +19,7 @@ import (
 // while a TCP stream between two others keeps flowing; a node that is not
 // trusted reaches nobody; down removes the interface and the socket.
 func TestNetwork(t *testing.T) {
-	l := newLab(t)
+	l := newLab(t, "wg", "iperf3")
 	const wb = 8
 	boot := newMember(t, l, "boot", l.Public("boot"), wb)
 	a := newMember(t, l, "a", l.Public("a"), wb)
@@ -39,15 +38,9 @@ func TestNetwork(t *testing.T) {
 	xconf := filepath.Join(l.Dir(), "x.conf")
 	writeFile(t, xconf, base+fmt.Sprintf("trust x %s\n", x.pub()))
 
-	procs := map[*member]*lab.Proc{}
-	procs[boot] = boot.up(t, conf, "listen-port", "62096")
-	for _, m := range []*member{a, b, c} {
-		procs[m] = m.up(t, conf)
-	}
-	procs[x] = x.up(t, xconf)
-	for m, p := range procs {
-		m.waitUp(t, p)
-	}
+	boot.up(t, conf, "listen-port", "62096")
+	upAll(t, conf, []*member{a, b, c}, nil)
+	x.up(t, xconf)
 
 	n, err := config.Load(conf)
 	if err != nil {
@@ -111,7 +104,7 @@ func TestNetwork(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	withD := base + fmt.Sprintf("trust %s %s\n", d.name, d.pub())
 	writeFile(t, conf, withD)
-	procs[d] = d.up(t, conf)
+	d.up(t, conf)
 	for _, m := range []*member{a, b, c} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -119,9 +112,6 @@ func TestNetwork(t *testing.T) {
 			t.Fatalf("%s: wh reload: %v: %s", m.name, err, out)
 		}
 	}
-	d.waitUp(t, procs[d])
-	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	if err := ping(t, a, "10.77.0.5", 30*time.Second); err != nil {
 		t.Fatalf("after reload, a cannot reach d: %v", err)
 	}
@@ -137,21 +127,7 @@ func TestNetwork(t *testing.T) {
 		t.Fatalf("the TCP stream across the reload failed:\n%s", out)
 	}
 
-	// down removes the interface and the control socket.
-	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if out, err := c.wh(ctx, "down", c.iface); err != nil {
-		t.Fatalf("wh down: %v: %s", err, out)
-	}
-	if err := lab.Eventually(10*time.Second, 100*time.Millisecond, func() error {
-		if out, err := c.host.Run(ctx, "ip", "link", "show", c.iface); err == nil {
-			return fmt.Errorf("interface still there: %s", out)
-		}
-		if _, err := os.Stat("/var/run/wirehub/" + c.iface + ".sock"); err == nil {
-			return fmt.Errorf("socket still there")
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	// down removes the interface, the control socket and the daemon (the
+	// others go down at the test's end).
+	c.down(t)
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/whnet/wh/internal/testenv"
 )
 
 // netnsChildEnv tells the test binary it runs as TestNetns's child, inside
@@ -24,14 +26,8 @@ const netnsChildEnv = "WH_RESOLVER_NETNS_CHILD"
 // real getent against an /etc/hosts that is a bind mount private to the
 // child's mount namespace.
 func TestNetns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network and mount namespaces")
-	}
-	for _, tool := range []string{"ip", "unshare", "dig", "getent"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (apt-get install iproute2 util-linux dnsutils libc-bin)", tool)
-		}
-	}
+	testenv.NeedRoot(t, "creates network and mount namespaces")
+	testenv.NeedTools(t, "ip", "unshare", "dig", "getent")
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
 	ns := "whres-" + hex.EncodeToString(suffix)

@@ -2,14 +2,15 @@
 # Installs, with apt-get, the tools that the demo, the end-to-end tests and
 # the benchmarks run (when they are missing and we are root on Debian).
 # Without root it only says what is missing: the tests that need a tool
-# skip and say why.
+# skip and say why, except in CI (CI=true), where they fail
+# (internal/testenv): this list must hold every tool a test runs.
 set -euo pipefail
 
 declare -A pkg=(
-  [ip]=iproute2 [iptables]=iptables [nft]=nftables [conntrack]=conntrack
+  [ip]=iproute2 [ss]=iproute2 [iptables]=iptables [nft]=nftables [conntrack]=conntrack [sysctl]=procps
   [ping]=iputils-ping [iperf3]=iperf3 [socat]=socat [dig]=dnsutils [wg]=wireguard-tools
   [miniupnpd]=miniupnpd-nftables [upnpc]=miniupnpc [dnsmasq]=dnsmasq-base [dnsperf]=dnsperf
-  [setpriv]=util-linux [nsenter]=util-linux [unshare]=util-linux
+  [setpriv]=util-linux [nsenter]=util-linux [unshare]=util-linux [getent]=libc-bin
 )
 missing=()
 for cmd in "${!pkg[@]}"; do

@@ -32,6 +32,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/whnet/wh/internal/testenv"
 	"github.com/whnet/wh/key"
 )
 
@@ -259,14 +260,8 @@ func inNetns(t *testing.T, ns string, f func() error) {
 }
 
 func TestNetns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and kernel TUNs")
-	}
-	for _, tool := range []string{"ip", "ping", "wg"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (wg: apt-get install wireguard-tools)", tool)
-		}
-	}
+	testenv.NeedRoot(t, "creates network namespaces and kernel TUNs")
+	testenv.NeedTools(t, "ip", "ping", "wg")
 	sfx := make([]byte, 3)
 	rand.Read(sfx)
 	s := hex.EncodeToString(sfx)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"time"
 
@@ -66,10 +67,14 @@ func newDownCmd() *cobra.Command {
 			if err := call(ctx, args[0], "down", nil, nil); err != nil {
 				return err
 			}
-			// The daemon answers, then stops; wait until its socket is gone.
+			// The daemon answers, then stops: wait until its socket is
+			// gone, then its interface (removed last, after its DNS
+			// entries), so that nothing of it is left when down returns.
 			path := ipc.SocketPath(ipc.Dir, args[0])
 			for ctx.Err() == nil {
-				if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+				_, err := os.Stat(path)
+				_, ierr := net.InterfaceByName(args[0])
+				if errors.Is(err, os.ErrNotExist) && ierr != nil {
 					return nil
 				}
 				time.Sleep(50 * time.Millisecond)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -92,6 +94,9 @@ every core; expect 2^workbit attempts. Progress is shown on a terminal.`,
 					return usagef("threads %q: want a number", threads)
 				}
 			}
+			if f, ok := cmd.OutOrStdout().(*os.File); ok {
+				warnAccessible(cmd.ErrOrStderr(), f)
+			}
 			if io.IsTerminal != nil && io.IsTerminal() && wb >= 12 {
 				pr := newProgress(cmd.ErrOrStderr(), wb)
 				opt.Progress = pr.update
@@ -108,6 +113,47 @@ every core; expect 2^workbit attempts. Progress is shown on a terminal.`,
 	p.flags(cmd, true)
 	cmd.Flags().StringVar(&threads, "threads", "", "goroutines searching (default: one per core)")
 	return cmd
+}
+
+// accessibleTo says who besides its owner can access the regular file fi
+// ("" if nobody, or if fi is not a regular file: a pipe, a terminal).
+func accessibleTo(fi os.FileInfo) string {
+	if !fi.Mode().IsRegular() {
+		return ""
+	}
+	switch perm := fi.Mode().Perm(); {
+	case perm&0o070 != 0 && perm&0o007 != 0:
+		return "its group and others"
+	case perm&0o070 != 0:
+		return "its group"
+	case perm&0o007 != 0:
+		return "others"
+	}
+	return ""
+}
+
+// warnAccessible warns, as wg genkey does, when a private key is about to
+// be written to a file that others can access; `wh up` refuses such a file.
+func warnAccessible(w io.Writer, f *os.File) {
+	fi, err := f.Stat()
+	if err != nil {
+		return
+	}
+	who := accessibleTo(fi)
+	if who == "" {
+		return
+	}
+	name := "FILE"
+	if p, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd())); err == nil && filepath.IsAbs(p) {
+		name = p
+	}
+	world := "world"
+	if who == "its group" {
+		world = "group"
+	}
+	fmt.Fprintf(w, "Warning: writing to %s accessible file.\n"+
+		"Consider setting the umask to 077 and trying again, or run `chmod 600 %s`: wh up refuses a key file that %s can access.\n",
+		world, name, who)
 }
 
 // progress prints the attempt rate and an estimate of the time left, at

@@ -33,6 +33,8 @@ const logDir = "/var/log/wirehub"
 const (
 	envReadyFD = "WH_READY_FD" // the daemon writes "ok IFACE" or "error: ..." there
 	envKeyFD   = "WH_KEY_FD"   // the daemon reads its private key there
+
+	envCPUProfile = "WH_CPUPROFILE" // for profiling the daemon: WH_CPUPROFILE=/tmp/wh.prof wh up ...
 )
 
 type upOptions struct {
@@ -50,8 +52,9 @@ open WireGuard tunnels to them on interface NAME (default wh- and the first
 8 characters of the public key), and answer their hostnames over DNS.
 
 Everything is checked before the daemon detaches: the config, the key (its
-workbits), the port and the rights. Without private-key, the node uses an
-ephemeral key that meets the network's workbit. A node whose key has no
+workbits), the port and the rights. The private-key file must be
+accessible to its owner only (chmod 600). Without private-key, the node
+uses an ephemeral key that meets the network's workbit. A node whose key has no
 address in the config is headless: DHT, bootstrap and relay only, no
 interface.
 
@@ -76,7 +79,7 @@ and containers).`,
 			if v := os.Getenv("FG"); v == "1" || v == "y" || v == "yes" || v == "true" {
 				o.foreground = true
 			}
-			return up(cmd.Context(), io, rest[0], o)
+			return up(cmd.Context(), io, rest[0], &o)
 		},
 	}
 	f := cmd.Flags()
@@ -101,9 +104,19 @@ type upPlan struct {
 
 // plan validates the command line, the config, the key, the port and the
 // rights, so that every mistake is reported before the daemon detaches.
-func plan(ctx context.Context, io stdio, cfgPath string, o upOptions) (*upPlan, error) {
-	p := &upPlan{cfgPath: cfgPath}
+// It makes the paths in cfgPath and o absolute: the daemon runs in /, and
+// re-reads the config there on reload.
+func plan(ctx context.Context, io stdio, cfgPath string, o *upOptions) (*upPlan, error) {
 	var err error
+	if cfgPath, err = filepath.Abs(cfgPath); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if o.keyFile != "" {
+		if o.keyFile, err = filepath.Abs(o.keyFile); err != nil {
+			return nil, fmt.Errorf("private-key: %w", err)
+		}
+	}
+	p := &upPlan{cfgPath: cfgPath}
 	if p.logLevel, err = parseLogLevel(o.logLevel); err != nil {
 		return nil, err
 	}
@@ -145,7 +158,7 @@ func plan(ctx context.Context, io stdio, cfgPath string, o upOptions) (*upPlan, 
 	}
 	pub := p.priv.Public()
 	if wb := key.Workbits(pub, n.Namespace); wb < n.Workbit {
-		return nil, fmt.Errorf("key %s has %d workbits, network %q needs %d: make one with `wh genkey %s > node.sk`",
+		return nil, fmt.Errorf("key %s has %d workbits, network %q needs %d: make one with `(umask 077; wh genkey %s > node.sk)`",
 			pub, wb, n.Name, n.Workbit, cfgPath)
 	}
 
@@ -191,8 +204,24 @@ func parseLogLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
+// readKeyFile reads a private key from a file that only its owner can
+// access: a key others can read is no longer private, one they can write
+// is theirs to swap.
 func readKeyFile(path string) (key.Private, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return key.Private{}, fmt.Errorf("private-key: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return key.Private{}, fmt.Errorf("private-key: %w", err)
+	}
+	if who := accessibleTo(fi); who != "" {
+		return key.Private{}, fmt.Errorf("private-key %s is accessible to %s (mode %04o): run `chmod 600 %s`",
+			path, who, fi.Mode().Perm(), path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
 		return key.Private{}, fmt.Errorf("private-key: %w", err)
 	}
@@ -285,7 +314,7 @@ func hasCapNetAdmin() bool {
 	return false
 }
 
-func up(ctx context.Context, io stdio, cfgPath string, o upOptions) error {
+func up(ctx context.Context, io stdio, cfgPath string, o *upOptions) error {
 	p, err := plan(ctx, io, cfgPath, o)
 	if err != nil {
 		return readyFail(err)
@@ -293,14 +322,18 @@ func up(ctx context.Context, io stdio, cfgPath string, o upOptions) error {
 	if !o.foreground {
 		return detach(ctx, io, p, o)
 	}
-	if path := os.Getenv("WH_CPUPROFILE"); path != "" {
-		// For profiling the daemon: WH_CPUPROFILE=/tmp/wh.prof wh up ...
+	if path := os.Getenv(envCPUProfile); path != "" {
 		if f, err := os.Create(path); err == nil {
 			pprof.StartCPUProfile(f)
 			defer func() { pprof.StopCPUProfile(); f.Close() }()
 		}
 	}
 	log := slog.New(slog.NewTextHandler(io.Err, &slog.HandlerOptions{Level: p.logLevel}))
+	keyFrom := o.keyFile
+	if keyFrom == "" {
+		keyFrom = "ephemeral"
+	}
+	log.Info("wh up", "config", p.cfgPath, "private-key", keyFrom, "interface", p.opts.Interface)
 	p.opts.Logger = log
 	n, err := node.New(p.network, p.priv, p.opts)
 	if err != nil {
@@ -341,7 +374,7 @@ func writeReady(msg string) {
 // detach starts the daemon as a new session with the same command line,
 // hands it the key through a pipe, and waits until it says it is up (or
 // why not).
-func detach(ctx context.Context, io stdio, p *upPlan, o upOptions) error {
+func detach(ctx context.Context, io stdio, p *upPlan, o *upOptions) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -366,11 +399,24 @@ func detach(ctx context.Context, io stdio, p *upPlan, o upOptions) error {
 		readyW.Close()
 		return err
 	}
+	// Every path is absolute by now: the daemon runs in /. It reads the
+	// key from a pipe; --private-key only names the file in its log.
 	args := []string{"up", p.cfgPath, "--foreground", "--interface", p.opts.Interface,
 		"--listen-port", strconv.Itoa(int(p.opts.ListenPort)), "--mode", o.mode, "--dns", o.dns,
 		"--log-level", o.logLevel}
+	if o.keyFile != "" {
+		args = append(args, "--private-key", o.keyFile)
+	}
+	env := append(os.Environ(), envReadyFD+"=3", envKeyFD+"=4", "FG=")
+	if prof := os.Getenv(envCPUProfile); prof != "" {
+		abs, err := filepath.Abs(prof)
+		if err != nil {
+			return fmt.Errorf("%s: %w", envCPUProfile, err)
+		}
+		env = append(env, envCPUProfile+"="+abs)
+	}
 	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), envReadyFD+"=3", envKeyFD+"=4", "FG=")
+	cmd.Env = env
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{readyW, keyR}

@@ -33,6 +33,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/whnet/wh/internal/testenv"
 )
 
 // Kind is what a router does to packets crossing it.
@@ -77,19 +79,18 @@ func Check() error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root to create network namespaces (run as root, as CI does)")
 	}
-	for _, tool := range []string{"ip", "iptables"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("needs %s (apt-get install iproute2 iptables)", tool)
-		}
+	if m := testenv.Missing("ip", "iptables", "sysctl"); len(m) > 0 {
+		return fmt.Errorf("needs %s (scripts/deps.sh installs it)", strings.Join(m, ", "))
 	}
 	return nil
 }
 
-// New builds an empty internet, or skips t with the reason it can't.
+// New builds an empty internet, or skips t with the reason it can't (in
+// CI, fails it: see internal/testenv).
 func New(t T) *Lab {
 	t.Helper()
 	if err := Check(); err != nil {
-		t.Skip("lab: " + err.Error())
+		testenv.Skip(t, "lab: "+err.Error())
 	}
 	b := make([]byte, 3)
 	rand.Read(b)
@@ -291,9 +292,7 @@ deny 0-65535 0.0.0.0/0 0-65535
 // NAT-PMP and PCP) on its LAN, and waits until it listens.
 func (l *Lab) miniupnpd(r *Router) {
 	l.t.Helper()
-	if _, err := exec.LookPath("miniupnpd"); err != nil {
-		l.t.Skip("lab: a upnp router needs miniupnpd (apt-get install miniupnpd-nftables nftables)")
-	}
+	testenv.NeedTools(l.t, "miniupnpd", "nft")
 	base := filepath.Join(l.dir, r.Name+"-miniupnpd")
 	b := make([]byte, 16)
 	rand.Read(b)
@@ -339,10 +338,35 @@ func (r *Router) Add(name string) *Host {
 	return &Host{lab: l, Name: name, NS: ns, Addr: addr}
 }
 
+// Command returns a command that runs on h.
+func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return nsCommand(ctx, h.NS, name, args...)
+}
+
 // Run runs a command on h and returns its combined output.
 func (h *Host) Run(ctx context.Context, name string, args ...string) (string, error) {
-	out, err := nsCommand(ctx, h.NS, name, args...).CombinedOutput()
+	out, err := h.Command(ctx, name, args...).CombinedOutput()
 	return string(out), err
+}
+
+// Pids returns the processes running on h: those it started, and those
+// that detached from them (a wh daemon).
+func (h *Host) Pids() []int { return nsPids(h.NS) }
+
+// nsPids returns the processes in network namespace ns.
+func nsPids(ns string) []int {
+	out, err := exec.Command("ip", "netns", "pids", ns).Output()
+	if err != nil {
+		return nil
+	}
+	var ps []int
+	for _, f := range strings.Fields(string(out)) {
+		var p int
+		if _, err := fmt.Sscan(f, &p); err == nil && p > 1 {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
 
 // Must runs a command on h and fails the test if it fails.
@@ -455,15 +479,7 @@ func (l *Lab) close() {
 	pids := func() []int {
 		var ps []int
 		for _, ns := range nss {
-			if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
-				for _, pid := range strings.Fields(string(out)) {
-					var p int
-					fmt.Sscan(pid, &p)
-					if p > 1 {
-						ps = append(ps, p)
-					}
-				}
-			}
+			ps = append(ps, nsPids(ns)...)
 		}
 		return ps
 	}

@@ -73,17 +73,31 @@ trust bob %s
 
 	id := l.ID()
 	ifaces := map[string]string{}
+	say("in %s:", l.Dir())
 	for _, name := range []string{"boot", "alice", "bob"} {
 		iface := "wh" + id + name[:min(len(name), 5)]
 		ifaces[name] = iface
-		// dns off: the namespaces share this machine's /etc/hosts, which
-		// the demo leaves alone; each node still answers DNS itself.
-		args := []string{"up", conf, "private-key", filepath.Join(l.Dir(), name+".sk"), "interface", iface, "dns", "off", "--foreground"}
+		// As the README: detached, paths relative to the directory that
+		// holds them. dns off: the namespaces share this machine's
+		// /etc/hosts, which the demo leaves alone; each node still
+		// answers DNS itself.
+		args := []string{"up", "./demo.conf", "private-key", name + ".sk", "interface", iface, "dns", "off"}
 		if name == "boot" {
 			args = append(args, "listen-port", "62096")
 		}
+		h := hosts[name]
+		t.Cleanup(func() {
+			h.Run(context.Background(), whBin, "down", iface) // if the demo stopped early
+			os.Remove(filepath.Join("/var/log/wirehub", iface+".log"))
+		})
 		say("%s: wh %s", name, strings.Join(args, " "))
-		hosts[name].Start("wh", nil, whBin, args...)
+		c := h.Command(ctx, whBin, args...)
+		c.Dir = l.Dir()
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: wh up: %v\n%s", name, err, out)
+		}
+		say("%s", indent(string(out)))
 	}
 
 	alice, bob := hosts["alice"], hosts["bob"]
@@ -120,6 +134,12 @@ trust bob %s
 		}
 	}
 	say("tearing down")
+	for _, name := range []string{"alice", "bob", "boot"} {
+		say("%s: wh down %s", name, ifaces[name])
+		if out, err := hosts[name].Run(context.Background(), whBin, "down", ifaces[name]); err != nil {
+			t.Fatalf("%s: wh down: %v\n%s", name, err, out)
+		}
+	}
 }
 
 // run runs a command in the root namespace (key generation only) with
