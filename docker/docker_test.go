@@ -25,18 +25,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/whnet/wh/internal/testenv"
 	"github.com/whnet/wh/key"
 	"github.com/whnet/wh/node"
 )
-
-// skip skips t, or fails it in CI, where a skipped test hides a regression.
-func skip(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("docker: %s (CI=true: a skip is a failure)", why)
-	}
-	t.Skip("docker: " + why)
-}
 
 // docker runs the docker CLI and returns its standard output; stderr goes
 // into the error.
@@ -151,7 +143,7 @@ func cleanCopy(t *testing.T) string {
 func build(t *testing.T) images {
 	t.Helper()
 	if why := need(); why != "" {
-		skip(t, why)
+		testenv.Skip(t, "docker: "+why)
 	}
 	if v := os.Getenv("WH_DOCKER_IMAGES"); v != "" {
 		// For reruns while working on the tests: WH_DOCKER_IMAGES=whnet/,latest
