@@ -11,12 +11,21 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Packages whose tests run under the race detector (the ones with goroutines).
 RACE_PKGS := ./key/... ./wire/... ./netsim/... ./dht/... ./tunnel/... ./node/... ./nat/... ./relay/... ./resolver/... ./socks5/...
 
-.PHONY: all build deps test unit race lint e2e demo bench fuzz clean
+.PHONY: all build deps test unit race lint e2e demo bench fuzz clean docker
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/wh ./cmd/wh
+
+# The Docker images whnet/wh and whnet/sandbox, tagged $(VERSION) and latest,
+# with nothing pulled (docker/build.sh says how). 0nc goes in when the tree
+# has it. IMAGE_PREFIX=me/ names them me/wh and me/sandbox.
+IMAGE_PREFIX ?= whnet/
+docker:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/static/wh ./cmd/wh
+	if [ -d tools/0nc ]; then CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/static/0nc ./tools/0nc; fi
+	docker/build.sh '$(VERSION)' $(BIN)/static $(BIN)/cache '$(IMAGE_PREFIX)'
 
 # The tools the namespace tests, the demo and the benchmarks run (apt-get, as root).
 deps:

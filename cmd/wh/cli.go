@@ -110,8 +110,10 @@ Exit status: 0 on success, 1 on invalid input or failure, 2 on a usage error.`,
 		newPingCmd(),
 		newResolveCmd(),
 		newNetcheckCmd(),
+		newHealthCmd(),
 		newVersionCmd(),
 	)
+	addCompletions(root, runningDaemons())
 	root.CompletionOptions.HiddenDefaultCmd = false
 	return root
 }

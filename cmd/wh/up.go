@@ -230,6 +230,9 @@ func plan(ctx context.Context, io stdio, cfgPath string, o *upOptions) (*upPlan,
 	if err := checkNetAdmin(iface); err != nil {
 		return nil, err
 	}
+	if err := checkIPv6(iface); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -409,8 +412,11 @@ func up(ctx context.Context, io stdio, cfgPath string, o *upOptions) error {
 }
 
 // readyOK and readyFail tell a waiting `wh up` (our parent, if any) how
-// the start went.
-func readyOK(iface string) { writeReady("ok " + iface) }
+// the start went; readyOK tells systemd too (Type=notify).
+func readyOK(iface string) {
+	writeReady("ok " + iface)
+	sdNotify("READY=1\nSTATUS=" + iface + " is up")
+}
 
 func readyFail(err error) error {
 	writeReady("error: " + strings.ReplaceAll(err.Error(), "\n", " "))
