@@ -90,6 +90,8 @@ func (nd *Node) handle(ctx context.Context, req ipc.Request) (any, error) {
 		return nd.Netcheck(), nil
 	case "resolve":
 		return nd.Resolve(arg(0))
+	case "auth":
+		return nd.authVerb(ctx, arg(0), arg(1))
 	case "ping":
 		k, err := nd.resolveKey(arg(0))
 		if err != nil {
@@ -253,6 +255,7 @@ func (nd *Node) Status(all bool) Status {
 			})
 		}
 	}
+	nd.markAliases(st.Peers)
 	slices.SortStableFunc(st.Peers, func(a, b PeerStatus) int {
 		if (a.Hostname == "") != (b.Hostname == "") {
 			if a.Hostname != "" {

@@ -61,6 +61,10 @@ type Options struct {
 	// TUN, if set, is used instead of creating a kernel TUN (netstack, for
 	// tests and rootless use). Addresses and routes are then not set.
 	TUN tun.Device
+	// StateDir is where the node keeps the alias slots claimed at it, in
+	// INTERFACE.claims. Empty keeps them in memory only (tests); the
+	// daemon passes DefaultStateDir.
+	StateDir string
 	// SocketDir is where the control socket goes. Empty means no control
 	// socket (tests); the daemon passes ipc.Dir.
 	SocketDir string

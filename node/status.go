@@ -44,6 +44,11 @@ type PeerStatus struct {
 	RxBytes       uint64    `json:"rx_bytes"`
 	TxBytes       uint64    `json:"tx_bytes"`
 	Bucket        int       `json:"bucket,omitempty"`
+	// Alias is "unclaimed" for an alias slot nobody claimed here yet,
+	// "claimed" for a claimant in an alias slot, else "".
+	Alias string `json:"alias,omitempty"`
+	// TrustLine is the config line that would replace a claimed alias's.
+	TrustLine string `json:"trust_line,omitempty"`
 }
 
 // DHTStatus summarises the node's routing table.
