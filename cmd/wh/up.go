@@ -164,6 +164,7 @@ func plan(ctx context.Context, io stdio, cfgPath string, o upOptions) (*upPlan, 
 		DNS:        dns,
 		Version:    version,
 		SocketDir:  ipc.Dir,
+		StateDir:   stateDir(),
 	}
 	if err := checkSocketFree(iface); err != nil {
 		return nil, err
@@ -407,4 +408,13 @@ func detach(ctx context.Context, io stdio, p *upPlan, o upOptions) error {
 		cmd.Process.Kill()
 		return ctx.Err()
 	}
+}
+
+// stateDir is where the daemon keeps its claims: WH_STATE_DIR, else
+// node.DefaultStateDir.
+func stateDir() string {
+	if d := os.Getenv("WH_STATE_DIR"); d != "" {
+		return d
+	}
+	return node.DefaultStateDir
 }
