@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/whnet/wh/config"
+	"github.com/whnet/wh/invite"
 	"github.com/whnet/wh/key"
 	"github.com/whnet/wh/wire"
 )
@@ -43,6 +45,7 @@ type auth struct {
 
 	mu      sync.Mutex
 	raw     *config.Network     // the config as loaded, aliases unclaimed; guarded by mu
+	inv     *invite.Invitation  // the one this node claims with, or nil; guarded by mu
 	pending map[uint64]*pending // claims this node sent, by txid; guarded by mu
 }
 
@@ -58,13 +61,28 @@ type pending struct {
 	answer        chan wire.Authed // buffered, 1
 }
 
-// newAuth loads the claims of the node's state file.
-func newAuth(opt Options, n *config.Network) (*auth, error) {
+// newAuth loads the claims of the node's state file, and with an
+// invitation (opt's, or one the state kept) takes its alias slot for pub.
+func newAuth(opt Options, n *config.Network, pub key.Public) (*auth, error) {
 	c, err := loadClaims(statePath(opt.StateDir, opt.Interface))
 	if err != nil {
 		return nil, err
 	}
-	return &auth{claims: c, queue: make(chan authReq, authQueue), raw: n, pending: map[uint64]*pending{}}, nil
+	a := &auth{claims: c, queue: make(chan authReq, authQueue), raw: n, pending: map[uint64]*pending{}}
+	inv := opt.Invitation
+	if inv == nil && c.invitation() != "" {
+		v, err := invite.Parse(c.invitation(), n.Namespace, n.Workbit)
+		if err != nil {
+			return nil, fmt.Errorf("the invitation kept in %s: %w", c.path, err)
+		}
+		inv = &v
+	}
+	if inv != nil {
+		if err := a.takeInvitation(n, *inv, pub); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
 }
 
 // effective returns the network n means once the claims are applied, and
@@ -130,7 +148,7 @@ func (nd *Node) admit(alias, claimant key.Public) string {
 	raw := nd.auth.config()
 	slot, ok := raw.Node(alias)
 	if !ok || slot.Role != config.Alias {
-		return "this member's config has no such alias"
+		return reasonNoAlias
 	}
 	name := slot.Hostname
 	if name == "" {
@@ -188,6 +206,10 @@ func (nd *Node) handleAuthed(from key.Public, m wire.Authed) {
 	default:
 	}
 }
+
+// reasonNoAlias is the refusal of a member whose config does not list the
+// alias (yet).
+const reasonNoAlias = "this member's config has no such alias"
 
 // ClaimResult is the answer to a claim: the member's, or none.
 type ClaimResult struct {
@@ -272,7 +294,7 @@ func (nd *Node) takeSlot(alias key.Public) error {
 // memberAddrs are where member may be: its current direct path, its
 // endpoint in the config, and its contact in the DHT.
 func (nd *Node) memberAddrs(ctx context.Context, member key.Public) []netip.AddrPort {
-	var out []netip.AddrPort
+	out := slices.Clone(nd.inviterAddrs(member))
 	nd.mu.Lock()
 	if p, ok := nd.peers[member]; ok && p.direct.IsValid() {
 		out = append(out, p.direct)

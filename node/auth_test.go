@@ -14,6 +14,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun/netstack"
 
 	"github.com/whnet/wh/config"
+	"github.com/whnet/wh/invite"
 	"github.com/whnet/wh/key"
 	"github.com/whnet/wh/orchid"
 	"github.com/whnet/wh/resolver"
@@ -26,6 +27,7 @@ type aliasNet struct {
 	alias   key.Private
 	expires time.Time
 	state   map[string]string // node → its state directory
+	opts    func(*Options)    // if set, applied to the options of run
 }
 
 func newAliasNet(t *testing.T, names ...string) *aliasNet {
@@ -71,6 +73,9 @@ func (an *aliasNet) run(name string, n *config.Network, ip netip.Addr) (*Node, f
 		DNS:        resolver.ModeOff,
 		StateDir:   an.state[name],
 		Logger:     slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name),
+	}
+	if an.opts != nil {
+		an.opts(&opt)
 	}
 	if ip.IsValid() {
 		tdev, tnet, err := netstack.CreateNetTUN([]netip.Addr{ip, orchid.Addr(an.keys[name].Public(), n.Namespace)}, nil, 1280)
@@ -204,5 +209,68 @@ func TestAliasExpired(t *testing.T) {
 	}
 	if st := an.nodes["a"].Status(false); len(st.Peers) != 1 || st.Peers[0].Alias != "unclaimed" {
 		t.Errorf("show on a: %+v", st.Peers)
+	}
+}
+
+// TestInvitation: a new machine with the invitation takes the laptop
+// slot, claims it at the inviter a and at member b, and reaches both by
+// IPv4 and ORCHID; once both answered, the invitation leaves its state.
+// A second machine with the same invitation is refused and reaches
+// nobody.
+func TestInvitation(t *testing.T) {
+	an := newAliasNet(t, "boot", "a", "b", "c", "d")
+	s := fmt.Sprintf("name t\nnamespace test\nworkbit 4\nsubnet 10.9.0.0/24\nboot %s 127.0.0.1:%d\ntrust a %s\ntrust b %s\n%s\n",
+		an.keys["boot"].Public(), an.ports["boot"], an.keys["a"].Public(), an.keys["b"].Public(), config.AliasLine("laptop", an.alias.Public(), time.Time{}))
+	n, err := config.Parse("t.conf", []byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipB, ipSlot := netip.MustParseAddr("10.9.0.3"), netip.MustParseAddr("10.9.0.4")
+	an.run("boot", n, netip.Addr{})
+	an.run("a", n, ipA)
+	an.run("b", n, ipB)
+	an.echo("a")
+	an.echo("b")
+
+	inv := invite.Invitation{Inviter: an.keys["a"].Public(), Alias: an.alias}
+	start := func(name string) {
+		an.opts = func(o *Options) { o.Invitation = &inv }
+		defer func() { an.opts = nil }()
+		an.run(name, n, ipSlot)
+	}
+	start("c")
+	for _, target := range []netip.Addr{ipA, ipB, orchid.Addr(an.keys["a"].Public(), "test"), orchid.Addr(an.keys["b"].Public(), "test")} {
+		conn := an.dial("c", target, 30*time.Second)
+		roundTrip(t, conn, "laptop to "+target.String())
+		conn.Close()
+	}
+	state := filepath.Join(an.state["c"], "whtc.claims")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(state)
+		if !strings.Contains(string(b), "invitation ") {
+			if !strings.Contains(string(b), "claim "+an.alias.Public().String()+" "+an.keys["c"].Public().String()) {
+				t.Errorf("c's state lost its slot: %q", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("c still keeps the invitation: %q", b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	start("d")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := an.nodes["d"].Claim(ctx, an.keys["b"].Public(), an.alias)
+	if err != nil || res.Accepted || res.Reason != "alias laptop is already claimed" {
+		t.Errorf("d's claim at b: %+v, %v", res, err)
+	}
+	dctx, dcancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer dcancel()
+	if conn, err := an.nets["d"].DialContextTCPAddrPort(dctx, netip.AddrPortFrom(ipA, 7)); err == nil {
+		conn.Close()
+		t.Errorf("d, refused, reaches a")
 	}
 }

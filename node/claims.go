@@ -29,7 +29,10 @@ const DefaultStateDir = "/var/lib/wirehub"
 // The state file, when there is one, holds one line per claim,
 //
 //	claim <alias key> <claimant key>
+//	invitation <invitation>
 //
+// where the invitation is the one this node is claiming with, until
+// every member has answered it.
 // and is replaced atomically on every change, before the claimant hears
 // that the claim was accepted, so that a claim survives restarts and no
 // second claimant can take a slot the first was told is theirs.
@@ -38,6 +41,7 @@ type claims struct {
 
 	mu      sync.Mutex
 	byAlias map[key.Public]key.Public // guarded by mu
+	inv     string                    // the invitation being claimed with, or ""; guarded by mu
 }
 
 // statePath is the claims file of interface iface under dir, or "" if
@@ -66,6 +70,10 @@ func loadClaims(path string) (*claims, error) {
 	for line := 1; sc.Scan(); line++ {
 		f := strings.Fields(sc.Text())
 		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if len(f) == 2 && f[0] == "invitation" {
+			c.inv = f[1]
 			continue
 		}
 		if len(f) != 3 || f[0] != "claim" {
@@ -118,16 +126,37 @@ func (c *claims) add(alias, k key.Public) error {
 		next[a] = x
 	}
 	next[alias] = k
-	if err := c.writeLocked(next); err != nil {
+	if err := c.writeLocked(next, c.inv); err != nil {
 		return err
 	}
 	c.byAlias = next
 	return nil
 }
 
+// invitation returns the invitation the node claims with, or "".
+func (c *claims) invitation() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inv
+}
+
+// setInvitation records the invitation the node claims with; "" forgets it.
+func (c *claims) setInvitation(inv string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if inv == c.inv {
+		return nil
+	}
+	if err := c.writeLocked(c.byAlias, inv); err != nil {
+		return err
+	}
+	c.inv = inv
+	return nil
+}
+
 var errClaimed = errors.New("already claimed")
 
-func (c *claims) writeLocked(m map[key.Public]key.Public) error {
+func (c *claims) writeLocked(m map[key.Public]key.Public, inv string) error {
 	if c.path == "" {
 		return nil
 	}
@@ -136,6 +165,9 @@ func (c *claims) writeLocked(m map[key.Public]key.Public) error {
 		lines = append(lines, "claim "+a.String()+" "+k.String()+"\n")
 	}
 	slices.Sort(lines)
+	if inv != "" {
+		lines = append(lines, "invitation "+inv+"\n")
+	}
 	b := []byte("# alias slots claimed at this node, written by wh: alias key, claimant key\n" + strings.Join(lines, ""))
 	if err := os.MkdirAll(filepath.Dir(c.path), 0o700); err != nil {
 		return fmt.Errorf("claims: %w", err)

@@ -126,7 +126,7 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	au, err := newAuth(opt, n)
+	au, err := newAuth(opt, n, pub)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +158,7 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		OnControl: nd.handleControl,
 		Logger:    log,
 	})
-	nd.boot = resolveBoot(ctx, n, pub, opt.Resolver, log)
+	nd.boot = append(resolveBoot(ctx, n, pub, opt.Resolver, log), au.seeds()...)
 	d, err := dht.NewServer(dht.Config{
 		Key:       pub,
 		Boot:      nd.boot,
@@ -483,6 +483,7 @@ func (nd *Node) Run(ctx context.Context) error {
 	}()
 	nd.wg.Go(func() { nd.dht.Run(nd.ctx) })
 	nd.wg.Go(nd.runAuth)
+	nd.wg.Go(func() { nd.claimAll(ctx) })
 	bootstrapped := make(chan struct{})
 	nd.wg.Go(func() {
 		nd.bootstrap(ctx)
