@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -186,6 +187,7 @@ func (nd *Node) Status(all bool) Status {
 	st := Status{
 		Interface:  nd.opt.Interface,
 		Network:    n.Name,
+		Config:     absPath(nd.opt.ConfigPath),
 		PublicKey:  nd.pub.String(),
 		ListenPort: nd.port,
 		Addresses:  []string{},
@@ -281,4 +283,15 @@ func roleOf(n *config.Network, k key.Public) string {
 		return c.Role.String()
 	}
 	return "dht"
+}
+
+// absPath is path made absolute, or "" for "".
+func absPath(path string) string {
+	if path == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(path); err == nil {
+		return a
+	}
+	return path
 }

@@ -16,6 +16,7 @@ const (
 type Status struct {
 	Interface  string       `json:"interface"`
 	Network    string       `json:"network"`
+	Config     string       `json:"config,omitempty"` // absolute path of the config file, if any
 	PublicKey  string       `json:"public_key"`
 	Hostname   string       `json:"hostname"`
 	ListenPort uint16       `json:"listen_port"`

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/whnet/wh/config"
+	"github.com/whnet/wh/invite"
 	"github.com/whnet/wh/ipc"
 	"github.com/whnet/wh/key"
 	"github.com/whnet/wh/node"
@@ -37,13 +38,14 @@ const (
 
 type upOptions struct {
 	keyFile, iface, port, mode, dns, logLevel string
+	invitation, invitationFile                string
 	foreground                                bool
 }
 
 func newUpCmd(io stdio) *cobra.Command {
 	var o upOptions
 	cmd := &cobra.Command{
-		Use:   "up CONFIG [private-key FILE] [interface NAME] [listen-port PORT] [mode unknown|direct|nat] [dns auto|resolved|hosts|off]",
+		Use:   "up CONFIG [private-key FILE] [interface NAME] [listen-port PORT] [mode unknown|direct|nat] [dns auto|resolved|hosts|off] [invitation INV | invitation-file FILE]",
 		Short: "Join the network described by CONFIG",
 		Long: `Join the network described by CONFIG: find the trusted peers in the DHT,
 open WireGuard tunnels to them on interface NAME (default wh- and the first
@@ -55,17 +57,26 @@ ephemeral key that meets the network's workbit. A node whose key has no
 address in the config is headless: DHT, bootstrap and relay only, no
 interface.
 
+With an invitation (from wh invite; also WH_INVITATION, or invitation-file
+so that it stays out of ps and shell history) the node takes the alias slot
+the invitation is for: its hostname and address, and interface wh- and 8
+characters of the alias key. It claims the slot at the inviter and at
+every other member. Without private-key, its key is made once and kept in
+/var/lib/wirehub/INTERFACE.key, so a restart keeps the slot.
+
 The daemon detaches and logs to /var/log/wirehub/NAME.log, unless
 --foreground (or FG=1) keeps it in front, logging to stderr (for systemd
 and containers).`,
 		Example: `  wh up ./net.conf private-key node.sk
   wh up ./net.conf private-key node.sk interface wh-home listen-port 62096
-  FG=1 wh up /etc/wirehub/home.conf private-key /etc/wirehub/home.sk`,
+  FG=1 wh up /etc/wirehub/home.conf private-key /etc/wirehub/home.sk
+  wh up ./net.conf invitation-file laptop.inv`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rest, err := keywords(cmd, args, map[string]*string{
 				"private-key": &o.keyFile, "interface": &o.iface, "listen-port": &o.port,
 				"mode": &o.mode, "dns": &o.dns,
+				"invitation": &o.invitation, "invitation-file": &o.invitationFile,
 			})
 			if err != nil {
 				return err
@@ -86,6 +97,8 @@ and containers).`,
 	f.StringVar(&o.mode, "mode", "unknown", "NAT mode: unknown (detect), direct (public address) or nat")
 	f.StringVar(&o.dns, "dns", "auto", "name resolution: auto, resolved (systemd-resolved), hosts (/etc/hosts) or off")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&o.invitation, "invitation", "", "an invitation to claim an alias slot with (also WH_INVITATION)")
+	f.StringVar(&o.invitationFile, "invitation-file", "", "a file holding the invitation")
 	f.BoolVar(&o.foreground, "foreground", false, "stay in the foreground, logging to stderr (also FG=1)")
 	return cmd
 }
@@ -127,13 +140,23 @@ func plan(ctx context.Context, io stdio, cfgPath string, o upOptions) (*upPlan, 
 		return nil, err
 	}
 	n := p.network
+	inv, err := readInvitation(o, n)
+	if err != nil {
+		return nil, err
+	}
+	if inv != nil && o.iface == "" {
+		o.iface = "wh-" + inv.Alias.Public().Short(8)
+	}
 
-	// The key: from a file, from the daemon's parent, or ephemeral.
+	// The key: from a file, from the daemon's parent, kept for an
+	// invitation, or ephemeral.
 	switch {
 	case os.Getenv(envKeyFD) != "":
 		p.priv, err = readKeyFD(os.Getenv(envKeyFD))
 	case o.keyFile != "":
 		p.priv, err = readKeyFile(o.keyFile)
+	case inv != nil:
+		p.priv, err = keptKey(ctx, filepath.Join(stateDir(), o.iface+".key"), n)
 	default:
 		if io.IsTerminal != nil && io.IsTerminal() && n.Workbit >= 12 {
 			fmt.Fprintf(io.Err, "generating an ephemeral key with %d workbits...\n", n.Workbit)
@@ -165,6 +188,7 @@ func plan(ctx context.Context, io stdio, cfgPath string, o upOptions) (*upPlan, 
 		Version:    version,
 		SocketDir:  ipc.Dir,
 		StateDir:   stateDir(),
+		Invitation: inv,
 	}
 	if err := checkSocketFree(iface); err != nil {
 		return nil, err
@@ -172,7 +196,7 @@ func plan(ctx context.Context, io stdio, cfgPath string, o upOptions) (*upPlan, 
 	if err := checkPort(port); err != nil {
 		return nil, err
 	}
-	if node.Headless(n, pub) {
+	if node.Headless(n, pub) && inv == nil {
 		return p, nil
 	}
 	if err := checkNetAdmin(iface); err != nil {
@@ -366,6 +390,9 @@ func detach(ctx context.Context, io stdio, p *upPlan, o upOptions) error {
 		"--log-level", o.logLevel}
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), envReadyFD+"=3", envKeyFD+"=4", "FG=")
+	if inv := p.opts.Invitation; inv != nil {
+		cmd.Env = append(cmd.Env, envInvitation+"="+inv.String()) // not in ps
+	}
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{readyW, keyR}
@@ -417,4 +444,59 @@ func stateDir() string {
 		return d
 	}
 	return node.DefaultStateDir
+}
+
+// envInvitation holds an invitation for `wh up`.
+const envInvitation = "WH_INVITATION"
+
+// readInvitation returns the invitation of the command line (invitation,
+// invitation-file) or of WH_INVITATION, checked against n, or nil.
+func readInvitation(o upOptions, n *config.Network) (*invite.Invitation, error) {
+	s, what := o.invitation, "invitation"
+	switch {
+	case s != "" && o.invitationFile != "":
+		return nil, usagef("up: invitation and invitation-file: give one")
+	case o.invitationFile != "":
+		b, err := os.ReadFile(o.invitationFile)
+		if err != nil {
+			return nil, fmt.Errorf("invitation-file: %w", err)
+		}
+		s, what = string(b), o.invitationFile
+	case s == "":
+		s, what = os.Getenv(envInvitation), envInvitation
+	}
+	if s == "" {
+		return nil, nil
+	}
+	inv, err := invite.Parse(s, n.Namespace, n.Workbit)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if c, ok := n.Node(inv.Alias.Public()); !ok || c.Role != config.Alias {
+		return nil, fmt.Errorf("%s: its alias %s is not an alias line of the config: ask the inviter for the config with it", what, inv.Alias.Public())
+	}
+	return &inv, nil
+}
+
+// keptKey returns the private key kept at path, making one that meets
+// n's workbit the first time.
+func keptKey(ctx context.Context, path string, n *config.Network) (key.Private, error) {
+	if _, err := os.Stat(path); err == nil {
+		return readKeyFile(path)
+	}
+	k, err := key.Search(ctx, n.Workbit, n.Namespace, key.SearchOptions{})
+	if err != nil {
+		return key.Private{}, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return key.Private{}, fmt.Errorf("keeping the key: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(k.String()+"\n"), 0o600); err != nil {
+		return key.Private{}, fmt.Errorf("keeping the key: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return key.Private{}, fmt.Errorf("keeping the key: %w", err)
+	}
+	return k, nil
 }
