@@ -291,8 +291,9 @@ func (nd *Node) takeSlot(alias key.Public) error {
 	return nil
 }
 
-// memberAddrs are where member may be: its current direct path, its
-// endpoint in the config, and its contact in the DHT.
+// memberAddrs are where member may be: the invitation's addresses of it,
+// its current direct path and its endpoint in the config; or else where
+// the DHT has it, punched through its NAT if it is behind one.
 func (nd *Node) memberAddrs(ctx context.Context, member key.Public) []netip.AddrPort {
 	out := slices.Clone(nd.inviterAddrs(member))
 	nd.mu.Lock()
@@ -305,12 +306,27 @@ func (nd *Node) memberAddrs(ctx context.Context, member key.Public) []netip.Addr
 			out = append(out, as...)
 		}
 	}
-	if a, ok := nd.locate(member); ok {
-		out = append(out, a)
-	} else if r := nd.dht.Lookup(ctx, member); r.Found {
-		out = append(out, r.Contact.Addr)
+	if len(out) > 0 {
+		return uniq(out)
 	}
-	return uniq(out)
+	if a, ok := nd.locate(member); ok {
+		return []netip.AddrPort{a}
+	}
+	r := nd.dht.Lookup(ctx, member)
+	if !r.Found {
+		return nil
+	}
+	if r.Contact.NAT && len(r.Vias) > 0 {
+		// Behind NAT: punch, as for a peer (the member accepts the punch
+		// while its config has alias lines, see acceptPunch).
+		pctx, cancel := context.WithTimeout(ctx, 2*probeWait)
+		a, err := nd.punch.Punch(pctx, member, r.Vias[0], []netip.AddrPort{r.Contact.Addr})
+		cancel()
+		if err == nil {
+			return []netip.AddrPort{a}
+		}
+	}
+	return []netip.AddrPort{r.Contact.Addr}
 }
 
 // markAliases fills in the alias fields of `wh show`'s peers.
@@ -355,4 +371,24 @@ func (nd *Node) authVerb(ctx context.Context, member, keyFile string) (ClaimResu
 		return ClaimResult{}, fmt.Errorf("%s: %w", keyFile, err)
 	}
 	return nd.Claim(ctx, k, priv)
+}
+
+// acceptPunch reports whether the node probes toward k when k asks, through
+// a rendezvous, for a hole punch: k is a trusted peer, or the node's
+// config has an alias line, so that a claimant behind NAT reaches a member
+// behind NAT to claim the slot, or to hear why it may not (claimed,
+// expired). While the config has alias lines, any key may so make the
+// node probe the addresses it names, within the puncher's rate limits;
+// replacing a claimed alias line with its trust line (`wh show` prints
+// it) closes that.
+func (nd *Node) acceptPunch(k key.Public) bool {
+	if nd.isPeer(k) {
+		return true
+	}
+	for _, c := range nd.auth.config().Nodes {
+		if c.Role == config.Alias {
+			return true
+		}
+	}
+	return false
 }
