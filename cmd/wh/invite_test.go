@@ -56,3 +56,30 @@ func TestInvite(t *testing.T) {
 		t.Errorf("a refused invite changed the config")
 	}
 }
+
+func TestReadInvitation(t *testing.T) {
+	alias := "OgVwBkEoLpIBTSY2CMUbqyD9he19cOD2kpAEjYQQpS0" // the alias of WireHub's README invitation
+	const readme = "ncuJonSJOS1DlFtb3HdgDJczPilrs0oPR9pwRpa_7WXwO0z-xioe_g9cdcMZkpV2b5lN7j3eLILjplBffvjdcw"
+	with, _ := config.Parse("n.conf", []byte("subnet 10.0.42.0/24\nalias client "+alias+"\n"))
+	without, _ := config.Parse("n.conf", []byte("subnet 10.0.42.0/24\n"))
+	file := filepath.Join(t.TempDir(), "inv")
+	os.WriteFile(file, []byte(readme+"\n"), 0o600)
+
+	inv, err := readInvitation(upOptions{invitationFile: file}, with)
+	if err != nil || inv.Alias.Public().String() != alias {
+		t.Fatalf("from a file: %+v, %v", inv, err)
+	}
+	t.Setenv(envInvitation, readme)
+	if inv, err := readInvitation(upOptions{}, with); err != nil || inv == nil {
+		t.Errorf("from %s: %+v, %v", envInvitation, inv, err)
+	}
+	if _, err := readInvitation(upOptions{invitation: readme}, without); err == nil || !strings.Contains(err.Error(), "not an alias line") {
+		t.Errorf("alias not in the config: %v", err)
+	}
+	if _, err := readInvitation(upOptions{invitation: readme[:80]}, with); err == nil || !strings.Contains(err.Error(), "wrong length") {
+		t.Errorf("short invitation: %v", err)
+	}
+	if _, err := readInvitation(upOptions{invitation: readme, invitationFile: file}, with); err == nil {
+		t.Error("both invitation and invitation-file accepted")
+	}
+}
