@@ -341,13 +341,21 @@ func (nd *Node) markAliases(ps []PeerStatus) {
 			p.Alias = "unclaimed"
 			continue
 		}
-		if _, ok := nd.auth.claims.aliasOf(k); ok {
+		if a, ok := nd.auth.claims.aliasOf(k); ok {
 			p.Alias = "claimed"
+			slot, _ := nd.auth.config().Node(a)
 			line := "trust"
-			if p.Hostname != "" {
-				line += " " + p.Hostname
+			if slot.Hostname != "" {
+				line += " " + slot.Hostname
 			}
-			p.TrustLine = line + " " + k.String()
+			if slot.Static {
+				line += " " + slot.IP.String()
+			}
+			line += " " + k.String()
+			if !slot.Endpoint.IsZero() {
+				line += " " + slot.Endpoint.String()
+			}
+			p.TrustLine = line
 		}
 	}
 }
