@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"golang.org/x/net/publicsuffix"
@@ -56,7 +57,9 @@ type Node struct {
 	IP       netip.Addr // static or assigned overlay address; invalid unless Trusted
 	Static   bool       // IP was written in the file
 	Endpoint Endpoint   // zero if none; never zero for Boot
-	Line     int        // 1-based line in the file
+	// Expires is when an Alias stops accepting claims; zero if never.
+	Expires time.Time
+	Line    int // 1-based line in the file
 }
 
 // Trusted reports whether n is a trust, router or alias node.
@@ -218,7 +221,26 @@ func (p *parser) node(n int, role Role, words []string) error {
 		return p.errorf(n, "%s: no subnet set (the subnet line must come before trust, router and alias lines)", role)
 	}
 	haveKey := false
-	for _, w := range words {
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		if haveKey && w == "expires" {
+			if role != Alias {
+				return p.errorf(n, "%s: expires is allowed only on alias lines", role)
+			}
+			if !nd.Expires.IsZero() {
+				return p.errorf(n, "alias: second expires")
+			}
+			if i+1 == len(words) {
+				return p.errorf(n, "alias: expires: missing time (like 2026-12-31T00:00:00Z)")
+			}
+			i++
+			t, err := time.Parse(time.RFC3339, words[i])
+			if err != nil {
+				return p.errorf(n, "alias: expires: %q is not an RFC 3339 time like 2026-12-31T00:00:00Z", words[i])
+			}
+			nd.Expires = t.UTC()
+			continue
+		}
 		if k, err := parseKey(w); err == nil {
 			if haveKey {
 				return p.errorf(n, "%s: second public key %q", role, w)
@@ -234,6 +256,8 @@ func (p *parser) node(n int, role Role, words []string) error {
 			continue
 		}
 		switch {
+		case haveKey && !nd.Expires.IsZero():
+			return p.errorf(n, "%s: unexpected %q after expires", role, w)
 		case haveKey && nd.Endpoint.IsZero():
 			e, err := ParseEndpoint(w)
 			if err != nil {

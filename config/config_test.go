@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -184,6 +185,16 @@ func parseCases(tb testing.TB) []parseCase {
 			}}),
 		},
 		{
+			name: "alias_expires",
+			src: "subnet 10.0.42.0/24\n" +
+				"alias x " + keyA + " expires 2026-12-31T00:00:00Z\n" +
+				"alias y " + keyB + " 198.51.100.7 expires 2027-01-01T02:00:00+02:00 # UTC midnight\n",
+			want: defaults(Network{Subnet: net24, Nodes: []Node{
+				{Role: Alias, Hostname: "x", Key: a, IP: ip("10.0.42.2"), Expires: time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC), Line: 2},
+				{Role: Alias, Hostname: "y", Key: b, IP: ip("10.0.42.3"), Endpoint: Endpoint{"198.51.100.7", DefaultPort}, Expires: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), Line: 3},
+			}}),
+		},
+		{
 			name: "endpoints",
 			src: "subnet 10.0.42.0/24\n" +
 				"trust a " + keyA + " 198.51.100.7\n" +
@@ -298,6 +309,11 @@ func errorCases(tb testing.TB) []errorCase {
 	return []errorCase{
 		{"unknown_directive", "name x\ntrsut a " + keyA, `net.conf:2: unknown directive "trsut"`},
 		{"directive_case", "Trust " + keyA, `net.conf:1: unknown directive "Trust"`},
+		{"expires_on_trust", sub + "trust a " + keyA + " expires 2026-12-31T00:00:00Z", `net.conf:2: trust: expires is allowed only on alias lines`},
+		{"expires_missing", sub + "alias a " + keyA + " expires", `net.conf:2: alias: expires: missing time (like 2026-12-31T00:00:00Z)`},
+		{"expires_date_only", sub + "alias a " + keyA + " expires 2026-12-31", `net.conf:2: alias: expires: "2026-12-31" is not an RFC 3339 time like 2026-12-31T00:00:00Z`},
+		{"expires_twice", sub + "alias a " + keyA + " expires 2026-12-31T00:00:00Z expires 2026-12-31T00:00:00Z", `net.conf:2: alias: second expires`},
+		{"endpoint_after_expires", sub + "alias a " + keyA + " expires 2026-12-31T00:00:00Z 192.0.2.1", `net.conf:2: alias: unexpected "192.0.2.1" after expires`},
 		{"name_missing", "name", `net.conf:1: name: missing value`},
 		{"name_stray_word", "name my network", `net.conf:1: name: unexpected "network"`},
 		{"name_twice", "name a\nname b", `net.conf:2: name: already set on line 1`},

@@ -30,7 +30,8 @@
 //	peer  [<hostname>] <key> [<endpoint>]           known DHT node, untrusted
 //	trust [<hostname>] [<ip>] <key> [<endpoint>]    trusted: a tunnel and an overlay IP
 //	router [<hostname>] [<ip>] <key> [<endpoint>]   as trust, displayed as a router
-//	alias [<hostname>] [<ip>] <key> [<endpoint>]    as trust, named by an alias key
+//	alias [<hostname>] [<ip>] <key> [<endpoint>] [expires <time>]
+//	                          a trusted slot named by an alias key, until claimed
 //
 // name, namespace, workbit and subnet take exactly one word and may each be
 // given once. The name is the members' DNS domain for the network, so it
@@ -49,7 +50,9 @@
 //     padding as wg(8) does), is the node's key. A line has exactly one key;
 //     the all-zero key is refused; a key may appear on one line only.
 //   - After the key, the next word is the endpoint; any word after that is
-//     an error.
+//     an error, except that an alias line may end with "expires" and an
+//     RFC 3339 time (2026-12-31T00:00:00Z): after it, the alias accepts no
+//     claim. "expires" on any other line is an error.
 //   - Before the key, a word that is an IP address is the node's static
 //     overlay IP, and any other word is its hostname. Both are optional,
 //     come in either order, and may each be given once.

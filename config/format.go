@@ -3,6 +3,7 @@ package config
 import (
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Format returns n as canonical config text: the header (name, namespace,
@@ -34,6 +35,9 @@ func (n *Network) Format() []byte {
 		b.WriteString(" " + nd.Key.String())
 		if !nd.Endpoint.IsZero() {
 			b.WriteString(" " + nd.Endpoint.String())
+		}
+		if !nd.Expires.IsZero() {
+			b.WriteString(" expires " + nd.Expires.Format(time.RFC3339Nano))
 		}
 		b.WriteString("\n")
 	}

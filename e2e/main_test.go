@@ -68,8 +68,9 @@ type member struct {
 	priv    key.Private
 	iface   string
 	dir     string // the working directory of its wh commands
-	keyf    string // its private-key file, relative to dir
-	running bool   // up, not yet down
+	keyf    string   // its private-key file, relative to dir; "" for none
+	env     []string // added to its wh commands' environment
+	running bool     // up, not yet down
 }
 
 func newMember(t *testing.T, l *lab.Lab, name string, h *lab.Host, workbit int) *member {
@@ -107,12 +108,19 @@ func (m *member) start(wrap []string, conf string, extra ...string) error {
 	if err != nil {
 		return err
 	}
-	args := append([]string{"up", "./" + rel, "private-key", m.keyf, "interface", m.iface, "dns", "off", "--log-level", "debug"}, extra...)
+	args := []string{"up", "./" + rel, "interface", m.iface, "dns", "off", "--log-level", "debug"}
+	if m.keyf != "" {
+		args = append(args, "private-key", m.keyf)
+	}
+	args = append(args, extra...)
 	cmd := append(append(append([]string{}, wrap...), whBin), args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c := m.host.Command(ctx, cmd[0], cmd[1:]...)
 	c.Dir = m.dir
+	if m.env != nil {
+		c.Env = append(os.Environ(), m.env...)
+	}
 	out, err := c.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s: %s: %v\n%s", m.name, strings.Join(cmd, " "), err, out)
@@ -241,10 +249,19 @@ func (m *member) cleanup(t *testing.T) {
 
 func sockPath(iface string) string { return filepath.Join("/var/run/wirehub", iface+".sock") }
 
+// log returns what m's detached daemon has logged so far.
+func (m *member) log() string {
+	b, _ := os.ReadFile(filepath.Join("/var/log/wirehub", m.iface+".log"))
+	return string(b)
+}
+
 // wh runs a wh command on m, in its working directory.
 func (m *member) wh(ctx context.Context, args ...string) (string, error) {
 	c := m.host.Command(ctx, whBin, args...)
 	c.Dir = m.dir
+	if m.env != nil {
+		c.Env = append(os.Environ(), m.env...)
+	}
 	out, err := c.CombinedOutput()
 	return string(out), err
 }

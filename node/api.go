@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -90,6 +91,8 @@ func (nd *Node) handle(ctx context.Context, req ipc.Request) (any, error) {
 		return nd.Netcheck(), nil
 	case "resolve":
 		return nd.Resolve(arg(0))
+	case "auth":
+		return nd.authVerb(ctx, arg(0), arg(1))
 	case "ping":
 		k, err := nd.resolveKey(arg(0))
 		if err != nil {
@@ -184,6 +187,7 @@ func (nd *Node) Status(all bool) Status {
 	st := Status{
 		Interface:  nd.opt.Interface,
 		Network:    n.Name,
+		Config:     absPath(nd.opt.ConfigPath),
 		PublicKey:  nd.pub.String(),
 		ListenPort: nd.port,
 		Addresses:  []string{},
@@ -257,6 +261,7 @@ func (nd *Node) Status(all bool) Status {
 			})
 		}
 	}
+	nd.markAliases(st.Peers)
 	slices.SortStableFunc(st.Peers, func(a, b PeerStatus) int {
 		if (a.Hostname == "") != (b.Hostname == "") {
 			if a.Hostname != "" {
@@ -282,4 +287,15 @@ func roleOf(n *config.Network, k key.Public) string {
 		return c.Role.String()
 	}
 	return "dht"
+}
+
+// absPath is path made absolute, or "" for "".
+func absPath(path string) string {
+	if path == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(path); err == nil {
+		return a
+	}
+	return path
 }

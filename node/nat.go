@@ -29,7 +29,7 @@ func (nd *Node) startNAT() error {
 		},
 		Candidates: nd.candidates,
 		NAT:        nd.det.Info,
-		Accept:     nd.isPeer,
+		Accept:     nd.acceptPunch,
 		Locate:     nd.locate,
 		Logger:     nd.log.With("sub", "nat"),
 	})

@@ -77,6 +77,7 @@ type Node struct {
 	dnsInteg   *resolver.Integrator // nil when not hooked into the system
 
 	us *userspace // nil unless a userspace node
+	auth *auth // alias slots: claims made here and by this node (auth.go)
 
 	ready atomic.Bool // set when New is done: control messages are handled
 	port  uint16
@@ -126,6 +127,11 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	au, err := newAuth(opt, n, pub)
+	if err != nil {
+		return nil, err
+	}
+	n = au.effective(n)
 	ctx, cancel := context.WithCancel(context.Background())
 	nd := &Node{
 		opt:     opt,
@@ -139,6 +145,7 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		ctx:     ctx,
 		cancel:  cancel,
 		downReq: make(chan struct{}),
+		auth:    au,
 	}
 	ok := false
 	defer func() {
@@ -152,7 +159,7 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		OnControl: nd.handleControl,
 		Logger:    log,
 	})
-	nd.boot = resolveBoot(ctx, n, pub, opt.Resolver, log)
+	nd.boot = append(resolveBoot(ctx, n, pub, opt.Resolver, log), au.seeds()...)
 	d, err := dht.NewServer(dht.Config{
 		Key:       pub,
 		Boot:      nd.boot,
@@ -314,6 +321,12 @@ func (nd *Node) handleControl(msgs []tunnel.Control) {
 			if addr, ok := nd.relayServer.Route(from, m); ok {
 				fwd.add(m.Dst, addr, from, m)
 			}
+			continue
+		case wire.Auth:
+			nd.handleAuth(from, src, m)
+			continue
+		case wire.Authed:
+			nd.handleAuthed(from, m)
 			continue
 		}
 		// The puncher sees every message (a peer's new port shows up in
@@ -481,6 +494,8 @@ func (nd *Node) Run(ctx context.Context) error {
 		cancel()
 	}()
 	nd.wg.Go(func() { nd.dht.Run(nd.ctx) })
+	nd.wg.Go(nd.runAuth)
+	nd.wg.Go(func() { nd.claimAll(ctx) })
 	bootstrapped := make(chan struct{})
 	nd.wg.Go(func() {
 		nd.bootstrap(ctx)
@@ -741,6 +756,8 @@ func (nd *Node) applyPeers(n *config.Network) {
 // Reload applies a changed config. The namespace, the workbit and the
 // node's own address cannot change: restart for that.
 func (nd *Node) Reload(n *config.Network) error {
+	raw := n
+	n = nd.auth.claims.apply(n)
 	nd.mu.Lock()
 	old := nd.net
 	nd.mu.Unlock()
@@ -760,6 +777,7 @@ func (nd *Node) Reload(n *config.Network) error {
 			}
 		}
 	}
+	nd.auth.effective(raw)
 	nd.applyPeers(n)
 	nd.updateDNS(n)
 	nd.log.Info("reloaded", "trusted", len(n.Trusted()))

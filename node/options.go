@@ -8,6 +8,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/whnet/wh/config"
+	"github.com/whnet/wh/invite"
 	"github.com/whnet/wh/key"
 	"github.com/whnet/wh/resolver"
 )
@@ -74,6 +75,15 @@ type Options struct {
 	// same port on 127.0.0.1, so that services on localhost are reachable
 	// by the trusted peers. False: such connections are reset.
 	ForwardLocal bool
+	// StateDir is where the node keeps the alias slots claimed at it, in
+	// INTERFACE.claims. Empty keeps them in memory only (tests); the
+	// daemon passes DefaultStateDir.
+	StateDir string
+	// Invitation, if set, makes the node the claimant of its alias slot:
+	// it takes the slot at once and claims it at the inviter, then at
+	// every other member, keeping the invitation in its state until each
+	// has answered. The config must list the alias.
+	Invitation *invite.Invitation
 	// SocketDir is where the control socket goes. Empty means no control
 	// socket (tests); the daemon passes ipc.Dir.
 	SocketDir string

@@ -16,6 +16,7 @@ const (
 type Status struct {
 	Interface  string       `json:"interface"`
 	Network    string       `json:"network"`
+	Config     string       `json:"config,omitempty"` // absolute path of the config file, if any
 	PublicKey  string       `json:"public_key"`
 	Hostname   string       `json:"hostname"`
 	ListenPort uint16       `json:"listen_port"`
@@ -46,6 +47,11 @@ type PeerStatus struct {
 	RxBytes       uint64    `json:"rx_bytes"`
 	TxBytes       uint64    `json:"tx_bytes"`
 	Bucket        int       `json:"bucket,omitempty"`
+	// Alias is "unclaimed" for an alias slot nobody claimed here yet,
+	// "claimed" for a claimant in an alias slot, else "".
+	Alias string `json:"alias,omitempty"`
+	// TrustLine is the config line that would replace a claimed alias's.
+	TrustLine string `json:"trust_line,omitempty"`
 }
 
 // DHTStatus summarises the node's routing table.

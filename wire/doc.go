@@ -1,8 +1,8 @@
 // Package wire is wh's control protocol: the envelope that authenticates and
 // encrypts every control packet, and the messages inside it: ping/pong,
 // find-node/nodes (the DHT), punch/punch-from (hole punching, punch.go),
-// relay/relayed (WireGuard packets through a relay, relay.go); auth and
-// authed (invitations) have reserved type codes.
+// relay/relayed (WireGuard packets through a relay, relay.go), auth/authed
+// and the inner claim (invitations: alias slots claimed, auth.go).
 //
 // # Envelope
 //

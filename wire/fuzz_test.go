@@ -12,7 +12,7 @@ import (
 // FuzzParseMessage checks that ParseMessage never panics and that whatever
 // it accepts encodes and parses back to the same value.
 func FuzzParseMessage(f *testing.F) {
-	for _, m := range validMessages {
+	for _, m := range slices.Concat(validMessages, authMessages) {
 		b, err := m.m.AppendBinary(nil)
 		if err != nil {
 			f.Fatal(err)
@@ -57,7 +57,7 @@ func FuzzOpen(f *testing.F) {
 	alice := NewCodec(alicePriv, testNamespace, 0, WithClock(clock.Now))
 	bob := bobPriv.Public()
 	valid := map[string]Message{}
-	for _, m := range append(slices.Clone(validMessages), relayMessages...) {
+	for _, m := range slices.Concat(validMessages, relayMessages, authMessages) {
 		pkt := seal(f, alice, bob, m.m)
 		valid[string(pkt)] = m.m
 		f.Add(pkt)

@@ -13,9 +13,7 @@ import (
 // Zero is never a valid type.
 type Type uint8
 
-// Message types. The reserved codes (auth, authed) are taken so that
-// nothing else claims them; their layouts are not defined yet and
-// ParseMessage returns ErrUnknownType for them.
+// Message types.
 const (
 	TypePing     Type = 0x01 // Ping
 	TypePong     Type = 0x02 // Pong
@@ -25,14 +23,14 @@ const (
 	TypePunch   Type = 0x05 // Punch; its forward PunchFrom is 0x0a
 	TypeRelay   Type = 0x06 // Relay: a WireGuard packet to forward to a key
 	TypeRelayed Type = 0x07 // Relayed: a WireGuard packet a relay delivers
-	TypeAuth    Type = 0x08 // reserved: prove an alias (invitation) key, inner envelope
-	TypeAuthed  Type = 0x09 // reserved: acknowledge an Auth
+	TypeAuth    Type = 0x08 // Auth: claim an alias (invitation) slot; its inner Claim is 0x0b
+	TypeAuthed  Type = 0x09 // Authed: a member's answer to an Auth
 )
 
 var typeNames = [...]string{
 	TypePing: "ping", TypePong: "pong", TypeFindNode: "find-node", TypeNodes: "nodes",
 	TypePunch: "punch", TypeRelay: "relay", TypeRelayed: "relayed", TypeAuth: "auth", TypeAuthed: "authed",
-	TypePunchFrom: "punch-from",
+	TypePunchFrom: "punch-from", TypeClaim: "claim",
 }
 
 func (t Type) String() string {
@@ -319,6 +317,12 @@ func ParseMessage(body []byte) (Message, error) {
 		return parseRelay(body)
 	case TypeRelayed:
 		return parseRelayed(body)
+	case TypeAuth:
+		return parseAuth(body)
+	case TypeAuthed:
+		return parseAuthed(body)
+	case TypeClaim:
+		return parseClaim(body)
 	}
 	return nil, fmt.Errorf("%v: %w", t, ErrUnknownType)
 }

@@ -71,9 +71,9 @@ type msgCase struct {
 }
 
 // allMessages are the messages of every table: validMessages here,
-// punchMessages and relayMessages.
+// punchMessages, relayMessages and authMessages.
 func allMessages() []msgCase {
-	return slices.Concat(validMessages, punchMessages, relayMessages)
+	return slices.Concat(validMessages, punchMessages, relayMessages, authMessages)
 }
 
 // validMessages are messages with their exact bodies.
@@ -170,7 +170,7 @@ func TestParseMessageErrors(t *testing.T) {
 		{"type_zero", "00 0000000000000001 00", ErrUnknownType},
 		{"type_ff", "ff", ErrUnknownType},
 		{"punch_short", "05 0000000000000001", ErrMalformed},
-		{"reserved_authed", "09", ErrUnknownType},
+		{"type_0c", "0c", ErrUnknownType},
 		{"ping_short", "01 0000000000000001", ErrMalformed},
 		{"pong_no_addr", "02 0000000000000001", ErrMalformed},
 		{"pong_family_5", "02 0000000000000001 05 c0000201 ca6c", ErrMalformed},

@@ -98,6 +98,12 @@ func peerLine(p node.PeerStatus, color bool, now time.Time) string {
 		b.WriteString(" (master)")
 	}
 	var extra []string
+	switch p.Alias {
+	case "unclaimed":
+		extra = append(extra, "alias, unclaimed")
+	case "claimed":
+		extra = append(extra, "claimed alias; in the config: "+p.TrustLine)
+	}
 	if p.Why != "" {
 		extra = append(extra, p.Why)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/whnet/wh/config"
+	"github.com/whnet/wh/invite"
 	"github.com/whnet/wh/ipc"
 	"github.com/whnet/wh/key"
 	"github.com/whnet/wh/node"
@@ -40,6 +41,7 @@ const (
 
 type upOptions struct {
 	keyFile, iface, port, mode, dns, logLevel string
+	invitation, invitationFile                string
 	foreground                                bool
 	userspace                                 bool   // netstack instead of a TUN
 	socks5                                    string // SOCKS5 server address, userspace only
@@ -48,7 +50,7 @@ type upOptions struct {
 func newUpCmd(io stdio) *cobra.Command {
 	var o upOptions
 	cmd := &cobra.Command{
-		Use:   "up CONFIG [private-key FILE] [interface NAME] [listen-port PORT] [mode unknown|direct|nat] [dns auto|resolved|hosts|off] [userspace [socks5 ADDR]]",
+		Use:   "up CONFIG [private-key FILE] [interface NAME] [listen-port PORT] [mode unknown|direct|nat] [dns auto|resolved|hosts|off] [userspace [socks5 ADDR]] [invitation INV | invitation-file FILE]",
 		Short: "Join the network described by CONFIG",
 		Long: `Join the network described by CONFIG: find the trusted peers in the DHT,
 open WireGuard tunnels to them on interface NAME (default wh- and the first
@@ -70,6 +72,13 @@ and connections from peers to this node's overlay addresses, TCP and
 UDP, are delivered to the same port on 127.0.0.1: a service listening on
 localhost is reachable by the network's trusted nodes.
 
+With an invitation (from wh invite; also WH_INVITATION, or invitation-file
+so that it stays out of ps and shell history) the node takes the alias slot
+the invitation is for: its hostname and address, and interface wh- and 8
+characters of the alias key. It claims the slot at the inviter and at
+every other member. Without private-key, its key is made once and kept in
+/var/lib/wirehub/INTERFACE.key, so a restart keeps the slot.
+
 The daemon detaches and logs to /var/log/wirehub/NAME.log (for a user
 other than root: $XDG_STATE_HOME/wirehub, by default
 ~/.local/state/wirehub), unless --foreground (or FG=1) keeps it in
@@ -80,12 +89,14 @@ XDG_RUNTIME_DIR), where wh show, reload, down and ping find it.`,
 		Example: `  wh up ./net.conf private-key node.sk
   wh up ./net.conf private-key node.sk interface wh-home listen-port 62096
   FG=1 wh up /etc/wirehub/home.conf private-key /etc/wirehub/home.sk
-  wh up ./net.conf private-key node.sk userspace socks5 127.0.0.1:1080`,
+  wh up ./net.conf private-key node.sk userspace socks5 127.0.0.1:1080
+  wh up ./net.conf invitation-file laptop.inv`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rest, err := keywords(cmd, args, map[string]*string{
 				"private-key": &o.keyFile, "interface": &o.iface, "listen-port": &o.port,
 				"mode": &o.mode, "dns": &o.dns, "socks5": &o.socks5,
+				"invitation": &o.invitation, "invitation-file": &o.invitationFile,
 			})
 			if err != nil {
 				return err
@@ -112,6 +123,8 @@ XDG_RUNTIME_DIR), where wh show, reload, down and ping find it.`,
 	f.StringVar(&o.mode, "mode", "unknown", "NAT mode: unknown (detect), direct (public address) or nat")
 	f.StringVar(&o.dns, "dns", "auto", "name resolution: auto, resolved (systemd-resolved), hosts (/etc/hosts) or off")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&o.invitation, "invitation", "", "an invitation to claim an alias slot with (also WH_INVITATION)")
+	f.StringVar(&o.invitationFile, "invitation-file", "", "a file holding the invitation")
 	f.BoolVar(&o.foreground, "foreground", false, "stay in the foreground, logging to stderr (also FG=1)")
 	f.BoolVar(&o.userspace, "userspace", false, "run on an in-process TCP/IP stack: no TUN, no root")
 	f.StringVar(&o.socks5, "socks5", "", "address of a SOCKS5 server into the network (userspace only), e.g. 127.0.0.1:1080")
@@ -168,13 +181,23 @@ func plan(ctx context.Context, io stdio, cfgPath string, o *upOptions) (*upPlan,
 		return nil, err
 	}
 	n := p.network
+	inv, err := readInvitation(*o, n)
+	if err != nil {
+		return nil, err
+	}
+	if inv != nil && o.iface == "" {
+		o.iface = "wh-" + inv.Alias.Public().Short(8)
+	}
 
-	// The key: from a file, from the daemon's parent, or ephemeral.
+	// The key: from a file, from the daemon's parent, kept for an
+	// invitation, or ephemeral.
 	switch {
 	case os.Getenv(envKeyFD) != "":
 		p.priv, err = readKeyFD(os.Getenv(envKeyFD))
 	case o.keyFile != "":
 		p.priv, err = readKeyFile(o.keyFile)
+	case inv != nil:
+		p.priv, err = keptKey(ctx, filepath.Join(stateDir(), o.iface+".key"), n)
 	default:
 		if io.IsTerminal != nil && io.IsTerminal() && n.Workbit >= 12 {
 			fmt.Fprintf(io.Err, "generating an ephemeral key with %d workbits...\n", n.Workbit)
@@ -205,6 +228,8 @@ func plan(ctx context.Context, io stdio, cfgPath string, o *upOptions) (*upPlan,
 		DNS:        dns,
 		Version:    version,
 		SocketDir:  ipc.UserDir(),
+		StateDir:   stateDir(),
+		Invitation: inv,
 	}
 	if o.userspace {
 		p.opts.Userspace, p.opts.SOCKS5, p.opts.ForwardLocal = true, o.socks5, true
@@ -215,7 +240,7 @@ func plan(ctx context.Context, io stdio, cfgPath string, o *upOptions) (*upPlan,
 	if err := checkPort(port); err != nil {
 		return nil, err
 	}
-	if node.Headless(n, pub) {
+	if node.Headless(n, pub) && inv == nil {
 		if o.socks5 != "" {
 			return nil, fmt.Errorf("socks5: this node (%s) has no address in %s, so nothing to reach the network from", pub, cfgPath)
 		}
@@ -488,6 +513,9 @@ func detach(ctx context.Context, io stdio, p *upPlan, o *upOptions) error {
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Env = env
+	if inv := p.opts.Invitation; inv != nil {
+		cmd.Env = append(cmd.Env, envInvitation+"="+inv.String()) // not in ps
+	}
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{readyW, keyR}
@@ -553,4 +581,68 @@ func userLogDir() string {
 		}
 	}
 	return ipc.UserDir()
+}
+
+// stateDir is where the daemon keeps its claims: WH_STATE_DIR, else
+// node.DefaultStateDir.
+func stateDir() string {
+	if d := os.Getenv("WH_STATE_DIR"); d != "" {
+		return d
+	}
+	return node.DefaultStateDir
+}
+
+// envInvitation holds an invitation for `wh up`.
+const envInvitation = "WH_INVITATION"
+
+// readInvitation returns the invitation of the command line (invitation,
+// invitation-file) or of WH_INVITATION, checked against n, or nil.
+func readInvitation(o upOptions, n *config.Network) (*invite.Invitation, error) {
+	s, what := o.invitation, "invitation"
+	switch {
+	case s != "" && o.invitationFile != "":
+		return nil, usagef("up: invitation and invitation-file: give one")
+	case o.invitationFile != "":
+		b, err := os.ReadFile(o.invitationFile)
+		if err != nil {
+			return nil, fmt.Errorf("invitation-file: %w", err)
+		}
+		s, what = string(b), o.invitationFile
+	case s == "":
+		s, what = os.Getenv(envInvitation), envInvitation
+	}
+	if s == "" {
+		return nil, nil
+	}
+	inv, err := invite.Parse(s, n.Namespace, n.Workbit)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if c, ok := n.Node(inv.Alias.Public()); !ok || c.Role != config.Alias {
+		return nil, fmt.Errorf("%s: its alias %s is not an alias line of the config: ask the inviter for the config with it", what, inv.Alias.Public())
+	}
+	return &inv, nil
+}
+
+// keptKey returns the private key kept at path, making one that meets
+// n's workbit the first time.
+func keptKey(ctx context.Context, path string, n *config.Network) (key.Private, error) {
+	if _, err := os.Stat(path); err == nil {
+		return readKeyFile(path)
+	}
+	k, err := key.Search(ctx, n.Workbit, n.Namespace, key.SearchOptions{})
+	if err != nil {
+		return key.Private{}, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return key.Private{}, fmt.Errorf("keeping the key: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(k.String()+"\n"), 0o600); err != nil {
+		return key.Private{}, fmt.Errorf("keeping the key: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return key.Private{}, fmt.Errorf("keeping the key: %w", err)
+	}
+	return k, nil
 }
