@@ -149,6 +149,7 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		IsControl: wire.IsControl,
 		OnControl: nd.handleControl,
 		Logger:    log,
+		UDP:       opt.UDP,
 	})
 	nd.boot = resolveBoot(ctx, n, pub, opt.Resolver, log)
 	d, err := dht.NewServer(dht.Config{
