@@ -357,13 +357,13 @@ func TestSimRelayFailover(t *testing.T) {
 // relay through the boot node. Once it does, a later punch succeeds and
 // the path moves to direct, without the tunnel noticing.
 //
-//	          boot 203.0.113.1
-//	               |
-//	  carrier NAT 198.51.100.1 (restricted, hairpin off, then on)
-//	        LAN 100.64.0.0/24
-//	       |                  |
-//	  NAT 100.64.0.2     NAT 100.64.0.3   (restricted)
-//	  192.168.1.10 a     192.168.1.20 b
+//	        boot 203.0.113.1
+//	             |
+//	carrier NAT 198.51.100.1 (restricted, hairpin off, then on)
+//	      LAN 100.64.0.0/24
+//	     |                  |
+//	NAT 100.64.0.2     NAT 100.64.0.3   (restricted)
+//	192.168.1.10 a     192.168.1.20 b
 func TestSimRelayedThenDirect(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		sn := newSimNet(t, netsim.Options{Seed: 4, Latency: 10 * time.Millisecond})
