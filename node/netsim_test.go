@@ -50,6 +50,7 @@ type simNet struct {
 	cfg     *config.Network
 	seq     uint16 // of the last packet ping sent
 	stopped map[string]func()
+	mods    map[string]func(*Options) // changes to a node's options
 }
 
 func newSimNet(t *testing.T, opt netsim.Options) *simNet {
@@ -63,6 +64,7 @@ func newSimNet(t *testing.T, opt netsim.Options) *simNet {
 		tuns:    map[string]*tuntest.ChannelTUN{},
 		rx:      map[string]chan []byte{},
 		stopped: map[string]func(){},
+		mods:    map[string]func(*Options){},
 	}
 }
 
@@ -83,6 +85,21 @@ func (sn *simNet) boot(name, addr string) {
 // peer adds a trusted node at addr on r's LAN.
 func (sn *simNet) peer(name string, r *netsim.Router, addr string) {
 	sn.add(name, r.AddHost(netip.MustParseAddr(addr)), false)
+}
+
+// firewalled adds a trusted node with a public address behind a stateful
+// firewall, which lets in only the ip:port pairs the node has sent to: the
+// host sits behind a restricted NAT that keeps its port, and the node
+// takes the NAT's address for its own, as with a 1:1 mapping. It says it
+// is direct, so it keeps no mapping open and has no Via.
+func (sn *simNet) firewalled(name, wan, lan string) {
+	fw := sn.in.AddNAT(netsim.Restricted, netip.MustParseAddr(wan), netip.MustParsePrefix(lan))
+	h := fw.AddHost(netip.MustParsePrefix(lan).Addr().Next())
+	sn.add(name, h, false)
+	sn.mods[name] = func(o *Options) {
+		o.Mode = ModeDirect
+		o.LocalAddrs = func() []netip.Addr { return []netip.Addr{fw.Addr()} }
+	}
 }
 
 // config is the network of every node added so far.
@@ -133,11 +150,15 @@ func (sn *simNet) start(name string) {
 	}
 	if sn.public[name] {
 		opt.Mode = ModeDirect
-	} else {
+	}
+	if mod := sn.mods[name]; mod != nil {
+		mod(&opt)
+	}
+	if !sn.public[name] {
 		ct := tuntest.NewChannelTUN()
 		opt.TUN = ct.TUN()
 		sn.tuns[name] = ct
-		rx := make(chan []byte, 64)
+		rx := make(chan []byte, 1024)
 		sn.rx[name] = rx
 		stop := make(chan struct{})
 		t.Cleanup(func() { close(stop) })
@@ -273,6 +294,46 @@ func (sn *simNet) ping(from, to string, d time.Duration) {
 	}
 }
 
+// burst sends n numbered packets from one node into its tunnel at once and
+// returns how many distinct ones came out of the other's within d.
+func (sn *simNet) burst(from, to string, n int, d time.Duration) int {
+	sn.t.Helper()
+	rx := sn.rx[to]
+	pkts := make([][]byte, n)
+	want := make(map[uint16]bool)
+	for i := range pkts {
+		sn.seq++
+		pkts[i] = tuntest.Ping(sn.ip(to), sn.ip(from))
+		binary.BigEndian.PutUint16(pkts[i][len(pkts[i])-2:], sn.seq)
+		want[sn.seq] = true
+	}
+	got := make(map[uint16]bool)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		timeout := time.After(d)
+		for len(got) < n {
+			select {
+			case pkt := <-rx:
+				if seq := binary.BigEndian.Uint16(pkt[len(pkt)-2:]); want[seq] {
+					got[seq] = true
+				}
+			case <-timeout:
+				return
+			}
+		}
+	}()
+	for _, pkt := range pkts {
+		select {
+		case sn.tuns[from].Outbound <- pkt:
+		case <-time.After(5 * time.Second):
+			sn.t.Fatalf("%s → %s: the device does not read its TUN", from, to)
+		}
+	}
+	<-done
+	return len(got)
+}
+
 // wan returns the address where the internet sees name's port, for a node
 // behind an endpoint-independent NAT r that keeps the port.
 func wan(r *netsim.Router) netip.AddrPort { return netip.AddrPortFrom(r.Addr(), simPort) }
@@ -331,6 +392,11 @@ func TestSimRelaySymmetric(t *testing.T) {
 			if p.Path != PathRelay || r != boot {
 				t.Errorf("%s → %s: path %s through %s, want relay through boot", pair[0], pair[1], p.Path, r.Short(8))
 			}
+		}
+		// A burst reaches the relay in batches, which it forwards as
+		// batches: every packet arrives.
+		if got := sn.burst("a", "b", 200, 5*time.Second); got != 200 {
+			t.Errorf("a → b: %d of a burst of 200 packets arrived through the relay", got)
 		}
 		// Two minutes on, after punches retried and failed, and NAT
 		// mappings timed out but for keepalives: still relayed, still
@@ -433,6 +499,32 @@ func TestSimRelayedThenDirect(t *testing.T) {
 		}
 		if hs := sn.nodes["a"].handshakes()[sn.keys["b"].Public()]; hs.Before(handshake) {
 			t.Errorf("handshake went back in time: %v, then %v", handshake, hs)
+		}
+	})
+}
+
+// TestSimFirewalledAnswersThroughRelay: b has a public address behind a
+// firewall and says it is direct, so no lookup of b shows a way to it but
+// its own address, which lets nothing in. a is behind a symmetric NAT. b
+// finds a through a's Via and greets it through that relay; a then answers
+// through the relay its packets came from, and both ways work.
+func TestSimFirewalledAnswersThroughRelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sn := newSimNet(t, netsim.Options{Seed: 5, Latency: 10 * time.Millisecond})
+		sn.boot("boot", "203.0.113.1")
+		ra := sn.in.AddNAT(netsim.Symmetric, netip.MustParseAddr("198.51.100.1"), netip.MustParsePrefix("192.168.1.0/24"))
+		sn.peer("a", ra, "192.168.1.10")
+		sn.firewalled("b", "198.51.100.2", "192.168.5.0/24")
+		sn.startAll()
+
+		sn.ping("a", "b", 30*time.Second)
+		sn.ping("b", "a", 5*time.Second)
+		boot := sn.keys["boot"].Public()
+		for _, pair := range [][2]string{{"a", "b"}, {"b", "a"}} {
+			p, r := sn.path(pair[0], pair[1])
+			if p.Path != PathRelay || r != boot {
+				t.Errorf("%s → %s: path %s through %s (why %q), want relay through boot", pair[0], pair[1], p.Path, r.Short(8), p.Why)
+			}
 		}
 	})
 }
