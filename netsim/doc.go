@@ -93,6 +93,12 @@
 // os.ErrDeadlineExceeded, net.ErrClosed or syscall errnos (EADDRINUSE from
 // ListenUDP on a port in use).
 //
+// A Bind is a wireguard-go conn.Bind on a Host, one Conn for both
+// families, so that a whole WireGuard node (tunnel.BindOptions.UDP,
+// node.Options.UDP) runs on the simulated internet. Its endpoints are
+// *conn.StdNetEndpoint values; a receive call returns the datagrams already
+// queued together, up to BindBatchSize, as recvmmsg would.
+//
 // # Fake time
 //
 // netsim starts no goroutines of its own: delays and deadlines are

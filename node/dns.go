@@ -29,9 +29,12 @@ func zone(n *config.Network) resolver.Zone {
 
 // startDNS serves the network's names on the node's overlay addresses
 // (for peers) and on a loopback address (for this machine), and hooks them
-// into the system as opt.DNS says. A failure is logged, not fatal: the
+// into the system as opt.DNS says; with opt.NoDNS it does nothing. A failure is logged, not fatal: the
 // network works without names.
 func (nd *Node) startDNS(n *config.Network) {
+	if nd.opt.NoDNS {
+		return
+	}
 	mode := nd.opt.DNS
 	if nd.opt.TUN != nil && mode == resolver.ModeAuto {
 		// A userspace node (tests, 0nc) leaves the system alone unless

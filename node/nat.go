@@ -64,7 +64,14 @@ func (nd *Node) behindNAT() bool {
 // localAddrs are the node's underlay addresses with its port, without the
 // overlay's own addresses.
 func (nd *Node) localAddrs() []netip.AddrPort {
-	as, _ := nat.LocalAddrs(nd.port)
+	var as []netip.AddrPort
+	if nd.opt.LocalAddrs != nil {
+		for _, a := range nd.opt.LocalAddrs() {
+			as = append(as, netip.AddrPortFrom(a, nd.port))
+		}
+	} else {
+		as, _ = nat.LocalAddrs(nd.port)
+	}
 	out := as[:0]
 	for _, a := range as {
 		if orchid.Prefix.Contains(a.Addr()) || (nd.subnet.IsValid() && nd.subnet.Contains(a.Addr())) {

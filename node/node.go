@@ -158,6 +158,7 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		IsControl: wire.IsControl,
 		OnControl: nd.handleControl,
 		Logger:    log,
+		UDP:       opt.UDP,
 	})
 	nd.boot = append(resolveBoot(ctx, n, pub, opt.Resolver, log), au.seeds()...)
 	d, err := dht.NewServer(dht.Config{

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 
+	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/whnet/wh/config"
@@ -95,6 +97,19 @@ type Options struct {
 	NoPortMapping bool
 	// Resolver resolves hostnames in endpoints. Nil means net.DefaultResolver.
 	Resolver *net.Resolver
+
+	// UDP, if set, is the node's UDP port instead of real sockets: a
+	// netsim.Bind runs whole nodes on an in-memory internet in tests.
+	// See tunnel.BindOptions.UDP.
+	UDP conn.Bind
+	// LocalAddrs, if set, lists the node's underlay addresses instead of
+	// those of the machine's interfaces (with UDP: the simulated host's).
+	// They are what the node offers peers on its LAN, and what it compares
+	// the addresses others see it at with to tell whether it is behind NAT.
+	LocalAddrs func() []netip.Addr
+	// NoDNS serves no names: no resolver on a loopback socket (tests whose
+	// nodes must not open real sockets).
+	NoDNS bool
 }
 
 // Headless reports whether a node with key pub in network n runs without

@@ -48,6 +48,12 @@ type BindOptions struct {
 
 	// Logger; nil discards.
 	Logger *slog.Logger
+
+	// UDP is the node's UDP sockets, which the Bind opens and closes with
+	// itself. Nil means real ones: wireguard-go's conn.NewStdNetBind().
+	// Tests pass an in-memory one (netsim.Bind). Its endpoints must be
+	// *conn.StdNetEndpoint values, as StdNetBind's are.
+	UDP conn.Bind
 }
 
 // A Control is a control message as OnControl sees it.
@@ -68,13 +74,13 @@ type Control struct {
 	i int // index in the receive batch
 }
 
-// Bind is wh's conn.Bind: wireguard-go's StdNetBind plus the control-message demultiplexer,
+// Bind is wh's conn.Bind: wireguard-go's StdNetBind (or BindOptions.UDP) plus the control-message demultiplexer,
 // per-peer paths and relayed-packet injection described in the package documentation.
 // The device opens and closes it (on Up, Down and listen-port changes); all other methods
 // are safe for concurrent use at any time.
 type Bind struct {
 	// Constant after NewBind.
-	inner     conn.Bind  // a *conn.StdNetBind; safe for concurrent Send
+	inner     conn.Bind  // BindOptions.UDP; safe for concurrent Send
 	self      key.Public // breaks ties between held initiations; may be zero
 	isControl func([]byte) bool
 	onControl func([]Control)
@@ -108,7 +114,7 @@ var _ conn.Bind = (*Bind)(nil)
 // NewBind returns a closed Bind; the device opens it.
 func NewBind(o BindOptions) *Bind {
 	b := &Bind{
-		inner:     conn.NewStdNetBind(),
+		inner:     o.UDP,
 		self:      o.Self,
 		isControl: o.IsControl,
 		onControl: o.OnControl,
@@ -116,6 +122,9 @@ func NewBind(o BindOptions) *Bind {
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
+	}
+	if b.inner == nil {
+		b.inner = conn.NewStdNetBind()
 	}
 	if b.isControl != nil && b.onControl == nil {
 		b.onControl = func([]Control) {}
@@ -181,7 +190,7 @@ func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
 	return &conn.StdNetEndpoint{AddrPort: unmap(ap)}, nil
 }
 
-// demux wraps one of StdNetBind's receive functions; see the package documentation.
+// demux wraps one of the inner Bind's receive functions; see the package documentation.
 // Per batch it loads the tables once and touches the shared counters once.
 // The device calls each receive function from one goroutine, so the
 // Control slice is the function's own, reused from batch to batch.
@@ -204,7 +213,7 @@ func (b *Bind) demux(recv conn.ReceiveFunc) conn.ReceiveFunc {
 			pkt := bufs[i][:sizes[i]]
 			std, ok := eps[i].(*conn.StdNetEndpoint)
 			if !ok {
-				continue // not from StdNetBind; leave it to the device
+				continue // not a UDP endpoint; leave it to the device
 			}
 			switch {
 			case looksLikeWireGuard(pkt):

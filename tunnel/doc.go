@@ -4,8 +4,9 @@
 //
 // # One port, two protocols
 //
-// Bind wraps conn.StdNetBind, so recvmmsg/sendmmsg batching and UDP GSO/GRO survive. Every
-// received datagram is classified:
+// Bind wraps conn.StdNetBind, so recvmmsg/sendmmsg batching and UDP GSO/GRO survive (or
+// the sockets in BindOptions.UDP: an in-memory netsim.Bind in tests). Every received
+// datagram is classified:
 //
 //	WireGuard  first 4 bytes a little-endian type 1..4, with the size that type requires
 //	           (initiation 148, response 92, cookie reply 64, data ≥ 32) → the device
