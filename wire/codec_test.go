@@ -197,7 +197,7 @@ func TestOpenInPlace(t *testing.T) {
 	payloads := 0
 	for _, tt := range append(slices.Clone(validMessages), relayMessages...) {
 		pkt := seal(t, alice, bob.Public(), tt.m)
-		from, m, err := bob.OpenInPlace(pkt)
+		from, m, err := bob.OpenInPlace(src4, pkt)
 		if err != nil || from != alice.Public() {
 			t.Fatalf("%s: OpenInPlace = %v, %v", tt.name, from, err)
 		}
@@ -221,12 +221,12 @@ func TestOpenInPlace(t *testing.T) {
 	if payloads != len(relayMessages) {
 		t.Errorf("%d payloads checked, want %d", payloads, len(relayMessages))
 	}
-	if _, _, err := bob.OpenInPlace([]byte{0xff, 0x77}); !errors.Is(err, ErrShort) {
+	if _, _, err := bob.OpenInPlace(src4, []byte{0xff, 0x77}); !errors.Is(err, ErrShort) {
 		t.Errorf("OpenInPlace(short) = %v, want ErrShort", err)
 	}
 	pkt := seal(t, alice, bob.Public(), Ping{})
 	pkt[len(pkt)-1] ^= 1
-	if _, _, err := bob.OpenInPlace(pkt); !errors.Is(err, ErrAuth) {
+	if _, _, err := bob.OpenInPlace(src4, pkt); !errors.Is(err, ErrAuth) {
 		t.Errorf("OpenInPlace(tampered) = %v, want ErrAuth", err)
 	}
 }
@@ -540,3 +540,6 @@ func TestWindowReference(t *testing.T) {
 		}
 	}
 }
+
+// src4 is the source address of the tests' packets.
+var src4 = v4.Addr()

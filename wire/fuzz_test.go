@@ -91,7 +91,7 @@ func FuzzOpen(f *testing.F) {
 			t.Fatal("Open modified its input")
 		}
 		// OpenInPlace, on its own copy, must agree.
-		from2, m2, err2 := NewCodec(bobPriv, testNamespace, 0, WithClock(clock.Now)).OpenInPlace(bytes.Clone(pkt))
+		from2, m2, err2 := NewCodec(bobPriv, testNamespace, 0, WithClock(clock.Now)).OpenInPlace(src4, bytes.Clone(pkt))
 		if err2 != err || from2 != from {
 			t.Fatalf("OpenInPlace = %v, %v; Open = %v, %v", from2, err2, from, err)
 		}

@@ -378,7 +378,7 @@ func BenchmarkFrame(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				bob.OpenInPlace(pkt) // the encrypted one fails parsing, after the AEAD
+				bob.OpenInPlace(src4, pkt) // the encrypted one fails parsing, after the AEAD
 			}
 		})
 	}
