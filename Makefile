@@ -57,6 +57,7 @@ bench: deps build
 	$(GO) run ./bench/tunnel -t 10 -runs 3
 	$(GO) run ./bench/node -wh $(BIN)/wh
 	$(GO) run ./bench/nat -wh $(BIN)/wh
+	$(GO) run ./bench/flood -wh $(BIN)/wh
 	$(GO) run ./bench/dns
 
 clean:
