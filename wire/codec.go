@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -29,7 +30,7 @@ const (
 	Magic = "\xffwhc"
 	// Version is the envelope and message version this package speaks:
 	// the low five bits of the version byte. The other three are flags.
-	Version = 1
+	Version = 2
 	// FlagFrame marks a relay frame: the envelope of Relay and Relayed,
 	// whose payload is authenticated but not encrypted again (relay.go).
 	FlagFrame = 0x80
@@ -44,10 +45,13 @@ const (
 
 	versionMask = 0x1f
 
-	HeaderLen = len(Magic) + 1 + key.Size + 8 // 45
-	TagLen    = chacha20poly1305.Overhead     // 16
+	HeaderLen = len(Magic) + 1 + key.Size + NonceLen // 49
+	// NonceLen is the size of the AEAD nonce, the header's last bytes:
+	// the sender's random prefix and its counter.
+	NonceLen = chacha20poly1305.NonceSize // 12
+	TagLen   = chacha20poly1305.Overhead  // 16
 	// Overhead is what the envelope adds to a body.
-	Overhead = HeaderLen + TagLen // 61
+	Overhead = HeaderLen + TagLen // 65
 
 	// MaxPacketSize bounds the UDP payload of control messages other than
 	// relayed traffic; Nodes keeps to it. It is IPv6's minimum link MTU,
@@ -55,7 +59,7 @@ const (
 	// 1328 bytes, well under the 1500 of the paths WireGuard itself needs.
 	MaxPacketSize = 1280
 	// MaxBodySize is the largest body that fits in MaxPacketSize.
-	MaxBodySize = MaxPacketSize - Overhead // 1219
+	MaxBodySize = MaxPacketSize - Overhead // 1215
 
 	// MaxSkew is how far a packet's counter, read as Unix nanoseconds, may
 	// be from the receiver's clock.
@@ -68,7 +72,8 @@ const (
 	// how far packets from one sender may be reordered.
 	windowSize = 32
 
-	// kdfLabel starts the HKDF info and binds the keys to this version.
+	// kdfLabel starts the HKDF info and binds the keys to this protocol;
+	// the key schedule has not changed since version 1.
 	kdfLabel = "wh control v1"
 )
 
@@ -125,7 +130,8 @@ type Codec struct {
 	workbit   int
 	now       func() time.Time
 	cacheSize int
-	aes       bool // AES-GCM in hardware here: FlagAES, and AES frames to peers that have it
+	aes       bool    // AES-GCM in hardware here: FlagAES, and AES frames to peers that have it
+	prefix    [4]byte // random: the first 4 bytes of every nonce this codec seals with
 
 	last  atomic.Uint64 // the last counter Seal used
 	stats stats
@@ -208,6 +214,7 @@ func NewCodec(priv key.Private, namespace string, workbit int, opts ...Option) *
 		peers:     make(map[key.Public]*peer),
 		pins:      make(map[string][]key.Public),
 	}
+	crand.Read(c.prefix[:]) // never fails
 	for _, o := range opts {
 		o(c)
 	}
@@ -243,6 +250,7 @@ func (c *Codec) Seal(dst []byte, to key.Public, m Message) ([]byte, error) {
 	b := append(dst, Magic...)
 	b = append(b, c.version())
 	b = append(b, c.pub[:]...)
+	b = append(b, c.prefix[:]...)
 	b = binary.BigEndian.AppendUint64(b, c.nextCounter())
 	b, err = m.AppendBinary(b)
 	if err != nil {
@@ -270,6 +278,7 @@ func (c *Codec) sealFrame(dst []byte, p *peer, f framed) ([]byte, error) {
 	}
 	b = append(b, v)
 	b = append(b, c.pub[:]...)
+	b = append(b, c.prefix[:]...)
 	b = binary.BigEndian.AppendUint64(b, c.nextCounter())
 	b = append(b, payload...)
 	var trailer [RelayHeaderLen]byte
@@ -391,7 +400,7 @@ func (c *Codec) open(dst []byte, src netip.Addr, pkt []byte) (from key.Public, m
 	if isFrame {
 		m, err = parseFrame(body, pkt[HeaderLen:len(pkt)-frameTrailerLen], dst == nil)
 	} else if m, err = ParseMessage(body); err == nil && isFramed(m) {
-		err = fmt.Errorf("%v in a version %d envelope: %w", m.Type(), Version, ErrMalformed)
+		err = fmt.Errorf("%v in a plain envelope: %w", m.Type(), ErrMalformed)
 	}
 	switch {
 	case errors.Is(err, ErrUnknownType):
@@ -410,13 +419,9 @@ func drop(n *atomic.Uint64, err error) (key.Public, Message, error) {
 	return key.Public{}, nil, err
 }
 
-// nonce returns the AEAD nonce of a packet: four zero bytes and the
-// header's counter.
-func nonce(header []byte) []byte {
-	var n [chacha20poly1305.NonceSize]byte
-	copy(n[4:], header[HeaderLen-8:])
-	return n[:]
-}
+// nonce returns the AEAD nonce of a packet, the header's last NonceLen
+// bytes: the sender's prefix and counter.
+func nonce(header []byte) []byte { return header[HeaderLen-NonceLen : HeaderLen] }
 
 // nextCounter returns the sender's clock in Unix nanoseconds, made strictly
 // greater than every counter returned before. If the clock steps back, the

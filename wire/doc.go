@@ -8,13 +8,15 @@
 //
 //	offset  size  field
 //	0       4     magic    ff 77 68 63 ("\xffwhc")
-//	4       1     version  01, or with flags: 21 (FlagAES), 81/a1/e1 (relay frames)
+//	4       1     version  02, or with flags: 22 (FlagAES), 82/a2/e2 (relay frames)
 //	5       32    sender   X25519 public key
-//	37      8     counter  big-endian; the sender's Unix time in ns, strictly increasing
-//	45      n     body     ChaCha20-Poly1305 ciphertext of the message (type byte first)
-//	45+n    16    tag      Poly1305 tag over bytes [0, 45) as associated data and the body
+//	37      4     prefix   random, drawn by the sender when it starts (per Codec)
+//	41      8     counter  big-endian; the sender's Unix time in ns, strictly increasing
+//	49      n     body     ChaCha20-Poly1305 ciphertext of the message (type byte first)
+//	49+n    16    tag      Poly1305 tag over bytes [0, 49) as associated data and the body
 //
-// The overhead is 61 bytes (HeaderLen 45 + TagLen 16). Control messages
+// The overhead is 65 bytes (HeaderLen 49 + TagLen 16). Version 1 had no
+// prefix (a 45-byte header) and is refused. Control messages
 // other than relayed traffic fit in MaxPacketSize (1280) bytes of UDP
 // payload; a Nodes message enforces it for itself.
 //
@@ -38,7 +40,7 @@
 //	key hi→lo = okm[32:64]
 //	frame key lo→hi = okm[64:96]  (AES-256-GCM, for relay frames only)
 //	frame key hi→lo = okm[96:128]
-//	nonce     = 00 00 00 00 ‖ counter (the 8 header bytes)
+//	nonce     = prefix ‖ counter (the header's last 12 bytes, NonceLen)
 //
 // Each direction has its own key, so the two sides never use a nonce under
 // the same key even if their counters meet. A Codec caches the derived keys
@@ -46,16 +48,20 @@
 // costs 100-200 µs of CPU, a Seal and an Open of a small body together
 // about 1.5 µs.
 //
-// Why a counter nonce and not XChaCha20-Poly1305 with a random one: the
-// counter is needed anyway as the timestamp for freshness and as the replay
-// window's sequence number, so it doubles as the nonce at no cost, where a
-// random nonce would add 24 bytes to every packet. Within a process the
-// counter never repeats: it is the clock made strictly increasing, so after
-// a backward step it runs ahead of the clock until the clock catches up. A
-// nonce could only repeat across a restart with the same key whose wall
-// clock stepped back past counters already used and hit one of them to the
-// nanosecond with the same peer; that is the risk we accept. (Two processes
-// must not run with one key at once; that would break the DHT anyway.)
+// Why a prefix and a counter, and not XChaCha20-Poly1305 with a random
+// nonce: the counter is needed anyway as the timestamp for freshness and as
+// the replay window's sequence number, so it doubles as most of the nonce,
+// where a random nonce would add 24 bytes to every packet. Within a process
+// the counter never repeats: it is the clock made strictly increasing, so
+// after a backward step it runs ahead of the clock until the clock catches
+// up. Across processes with one key (a restart after the wall clock stepped
+// back, or two copies of a key) the counters can meet; the random 32-bit
+// prefix that each Codec draws keeps the nonces apart: a nonce repeats
+// under one key only if two processes draw the same prefix (2^-32 for a
+// pair) and also use the same counter to the nanosecond with the same peer.
+// The replay window looks at the counter alone, so a restarted sender's
+// packets with counters its peer has seen are refused as replays until its
+// clock passes them (or the peer forgets the window).
 //
 // # Receiving
 //
