@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
 	"slices"
 	"testing"
@@ -138,5 +139,27 @@ func BenchmarkSealOpen(b *testing.B) {
 		if _, _, err := bob.Open(pkt); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkOpenNewSender opens packets from senders whose keys are not
+// cached: the key derivation that DeriveLimits bound (compare
+// BenchmarkSealOpen for a known sender). The packets are sealed for
+// someone else, so that each costs a derivation and none is cached.
+func BenchmarkOpenNewSender(b *testing.B) {
+	bob := NewCodec(newPrivate(b), testNamespace, 0)
+	other := newPrivate(b).Public()
+	const senders = 64
+	var pkts [senders][]byte
+	for i := range pkts {
+		pkts[i] = seal(b, NewCodec(newPrivate(b), testNamespace, 0), other, Ping{})
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, _, err := bob.Open(pkts[i%senders]); !errors.Is(err, ErrAuth) {
+			b.Fatal(err)
+		}
+		i++
 	}
 }

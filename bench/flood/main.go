@@ -69,7 +69,7 @@ func main() {
 	whBin := flag.String("wh", "bin/wh", "the wh binary")
 	secs := flag.Int("t", 10, "iperf3 seconds per throughput run")
 	pairs := flag.Int("pairs", 3, "throughput rounds: each without a flood, with the garbage one, with the fresh-key one")
-	pps := flag.Int("pps", 20000, "flood packets a second")
+	pps := flag.Int("pps", 10000, "flood packets a second")
 	fill := flag.Int("fill", 4200, "keys that each send b one valid packet first (b's cache holds 4096)")
 	junk := flag.Int("junk", 256, "keys whose packets, sealed to someone else, each cost b a derivation")
 	send := flag.String("send", "", "internal: be the flooder, sending to this ip:port")
