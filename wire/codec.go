@@ -130,13 +130,12 @@ type Codec struct {
 	workbit   int
 	now       func() time.Time
 	cacheSize int
-	aes       bool    // AES-GCM in hardware here: FlagAES, and AES frames to peers that have it
-	prefix    [4]byte // random: the first 4 bytes of every nonce this codec seals with
+	aes       bool     // AES-GCM in hardware here: FlagAES, and AES frames to peers that have it
+	prefix    [4]byte  // random: the first 4 bytes of every nonce this codec seals with
+	limit     *limiter // nil: no limits (WithDeriveLimits); safe for concurrent use
 
 	last  atomic.Uint64 // the last counter Seal used
 	stats stats
-
-	limit *limiter // nil: no limits (WithDeriveLimits)
 
 	mu sync.Mutex
 	// peers holds every cached peer: the pinned ones, and up to cacheSize
