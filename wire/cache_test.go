@@ -199,12 +199,7 @@ func TestPinnedStays(t *testing.T) {
 func TestPinSets(t *testing.T) {
 	recv := NewCodec(newPrivate(t), testNamespace, 0, WithCacheSize(1))
 	x, y, z := newPrivate(t).Public(), newPrivate(t).Public(), newPrivate(t).Public()
-	pinned := func(k key.Public) bool {
-		recv.mu.Lock()
-		defer recv.mu.Unlock()
-		p := recv.peers[k]
-		return p != nil && p.pins > 0
-	}
+	pinned := recv.Pinned
 	recv.Pin("trusted", x, y, x)
 	recv.Pin("relays", y, lowOrder)
 	checkCache(t, recv)

@@ -622,6 +622,14 @@ func (c *Codec) Pin(set string, keys ...key.Public) {
 	}
 }
 
+// Pinned reports whether a pin set holds k.
+func (c *Codec) Pinned(k key.Public) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.peers[k]
+	return p != nil && p.pins > 0
+}
+
 // derive computes the keys c shares with k:
 //
 //	secret = X25519(c's private key, k)
