@@ -67,6 +67,7 @@ bench: deps build
 	$(GO) run ./bench/userspace -t 10 -runs 3
 	$(GO) run ./bench/node -wh $(BIN)/wh
 	$(GO) run ./bench/nat -wh $(BIN)/wh
+	$(GO) run ./bench/flood -wh $(BIN)/wh
 	$(GO) run ./bench/dns
 
 clean:

@@ -201,7 +201,7 @@ func (nd *Node) relayLocked(p *peer, vias []dht.Contact) {
 		return
 	}
 	k := p.cfg.Key
-	nd.relayClient.SetCandidates(k, vias)
+	nd.setRelays(k, vias)
 	if p.relayed {
 		return
 	}
@@ -238,4 +238,21 @@ func (nd *Node) greet(k key.Public) {
 		}
 	}
 	nd.dev.Greet(k)
+}
+
+// setRelays makes relays the relay candidates for peer k, none to stop
+// relaying for it, and pins the relays' keys in the codec: a relay in use
+// is heard at once, however many new senders flood the node.
+func (nd *Node) setRelays(k key.Public, relays []dht.Contact) {
+	nd.relayClient.SetCandidates(k, relays)
+	nd.codec.Pin("relays for "+k.String(), keysOf(relays)...)
+}
+
+// keysOf returns the keys of contacts.
+func keysOf(contacts []dht.Contact) []key.Public {
+	ks := make([]key.Public, len(contacts))
+	for i, c := range contacts {
+		ks[i] = c.Key
+	}
+	return ks
 }

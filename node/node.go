@@ -19,8 +19,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -138,7 +140,7 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		log:     log,
 		priv:    priv,
 		pub:     pub,
-		codec:   wire.NewCodec(priv, n.Namespace, n.Workbit),
+		codec:   wire.NewCodec(priv, n.Namespace, n.Workbit, wire.WithDeriveLimits(wire.DefaultDeriveLimits)),
 		net:     n,
 		subnet:  n.Subnet,
 		peers:   make(map[key.Public]*peer),
@@ -161,6 +163,7 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		UDP:       opt.UDP,
 	})
 	nd.boot = append(resolveBoot(ctx, n, pub, opt.Resolver, log), au.seeds()...)
+	nd.codec.Pin("boot", keysOf(nd.boot)...)
 	d, err := dht.NewServer(dht.Config{
 		Key:       pub,
 		Boot:      nd.boot,
@@ -297,7 +300,7 @@ func (nd *Node) handleControl(msgs []tunnel.Control) {
 	var run relayedRun
 	for i := range msgs {
 		c := &msgs[i]
-		from, m, err := nd.codec.OpenInPlace(c.Pkt)
+		from, m, err := nd.codec.OpenInPlace(c.Src.Addr(), c.Pkt)
 		if err != nil {
 			continue // counted by the codec
 		}
@@ -467,7 +470,7 @@ func (nd *Node) setDirectLocked(p *peer, addr netip.AddrPort, now time.Time) {
 	p.backoff = 0
 	if p.relayed {
 		p.relayed = false
-		nd.relayClient.SetCandidates(p.cfg.Key, nil)
+		nd.setRelays(p.cfg.Key, nil)
 	}
 	nd.bind.Learn(addr, p.cfg.Key)
 	nd.bind.SetPath(p.cfg.Key, tunnel.Path{Direct: addr})
@@ -718,6 +721,7 @@ func (nd *Node) applyPeers(n *config.Network) {
 		}
 		want[c.Key] = c
 	}
+	nd.codec.Pin("trusted", slices.Collect(maps.Keys(want))...)
 	var gone []key.Public
 	for k, p := range nd.peers {
 		if _, ok := want[k]; !ok {
@@ -725,7 +729,7 @@ func (nd *Node) applyPeers(n *config.Network) {
 				nd.bind.Forget(p.direct)
 			}
 			if p.relayed {
-				nd.relayClient.SetCandidates(k, nil)
+				nd.setRelays(k, nil)
 			}
 			nd.bind.SetPath(k, tunnel.Path{})
 			delete(nd.peers, k)

@@ -2,14 +2,17 @@ package wire
 
 import (
 	"bytes"
-	"container/list"
 	"crypto/aes"
 	"crypto/cipher"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,7 +30,7 @@ const (
 	Magic = "\xffwhc"
 	// Version is the envelope and message version this package speaks:
 	// the low five bits of the version byte. The other three are flags.
-	Version = 1
+	Version = 2
 	// FlagFrame marks a relay frame: the envelope of Relay and Relayed,
 	// whose payload is authenticated but not encrypted again (relay.go).
 	FlagFrame = 0x80
@@ -42,10 +45,13 @@ const (
 
 	versionMask = 0x1f
 
-	HeaderLen = len(Magic) + 1 + key.Size + 8 // 45
-	TagLen    = chacha20poly1305.Overhead     // 16
+	HeaderLen = len(Magic) + 1 + key.Size + NonceLen // 49
+	// NonceLen is the size of the AEAD nonce, the header's last bytes:
+	// the sender's random prefix and its counter.
+	NonceLen = chacha20poly1305.NonceSize // 12
+	TagLen   = chacha20poly1305.Overhead  // 16
 	// Overhead is what the envelope adds to a body.
-	Overhead = HeaderLen + TagLen // 61
+	Overhead = HeaderLen + TagLen // 65
 
 	// MaxPacketSize bounds the UDP payload of control messages other than
 	// relayed traffic; Nodes keeps to it. It is IPv6's minimum link MTU,
@@ -53,7 +59,7 @@ const (
 	// 1328 bytes, well under the 1500 of the paths WireGuard itself needs.
 	MaxPacketSize = 1280
 	// MaxBodySize is the largest body that fits in MaxPacketSize.
-	MaxBodySize = MaxPacketSize - Overhead // 1219
+	MaxBodySize = MaxPacketSize - Overhead // 1215
 
 	// MaxSkew is how far a packet's counter, read as Unix nanoseconds, may
 	// be from the receiver's clock.
@@ -66,7 +72,8 @@ const (
 	// how far packets from one sender may be reordered.
 	windowSize = 32
 
-	// kdfLabel starts the HKDF info and binds the keys to this version.
+	// kdfLabel starts the HKDF info and binds the keys to this protocol;
+	// the key schedule has not changed since version 1.
 	kdfLabel = "wh control v1"
 )
 
@@ -82,7 +89,7 @@ var (
 	ErrStale        = errors.New("packet too old")
 	ErrFuture       = errors.New("packet from the future")
 	ErrReplay       = errors.New("replayed packet")
-	ErrBusy         = errors.New("peer cache full of recently active peers")
+	ErrBusy         = errors.New("too many new senders: key derivation limited")
 )
 
 // Stats counts packets sealed, opened, and dropped by reason. Drops are
@@ -96,12 +103,12 @@ type Stats struct {
 	BadMagic     uint64
 	BadVersion   uint64
 	Underworked  uint64 // sender's workbits below the codec's
+	Busy         uint64 // new sender beyond the derivation limits (WithDeriveLimits)
 	KeyAgreement uint64 // sender key of low order
 	Auth         uint64 // AEAD failed: tampered, or not for us
 	Stale        uint64 // counter more than MaxSkew behind our clock
 	Future       uint64 // counter more than MaxSkew ahead of our clock
 	Replay       uint64 // counter seen before, or older than the window
-	Busy         uint64 // new sender, and no peer could be evicted
 	Malformed    uint64 // authenticated body that does not parse
 	UnknownType  uint64 // authenticated body of a type we do not know
 }
@@ -123,20 +130,28 @@ type Codec struct {
 	workbit   int
 	now       func() time.Time
 	cacheSize int
-	aes       bool // AES-GCM in hardware here: FlagAES, and AES frames to peers that have it
+	aes       bool     // AES-GCM in hardware here: FlagAES, and AES frames to peers that have it
+	prefix    [4]byte  // random: the first 4 bytes of every nonce this codec seals with
+	limit     *limiter // nil: no limits (WithDeriveLimits); safe for concurrent use
 
 	last  atomic.Uint64 // the last counter Seal used
 	stats stats
 
 	mu sync.Mutex
-	// peers holds every cached peer, each in exactly one of idle and
-	// active. idle: peers nothing was accepted from yet, most recently
-	// used first; evicted first. active: peers with a replay window, most
-	// recently accepted first; evicted only once quiet for 2*MaxSkew, when
-	// their packets can no longer pass the freshness check.
-	peers  map[key.Public]*peer // guarded by mu
-	idle   list.List            // of *peer; guarded by mu
-	active list.List            // of *peer; guarded by mu
+	// peers holds every cached peer: the pinned ones, and up to cacheSize
+	// others, which are also in evictable (in no order; peer.slot is the
+	// index). pins holds the pin sets, each without repeats.
+	peers     map[key.Public]*peer    // guarded by mu
+	evictable []evictable             // guarded by mu
+	pins      map[string][]key.Public // guarded by mu
+}
+
+// An evictable is a cached peer that no pin set holds, and the time it
+// was last used: our Unix ns when we last sealed to it or accepted a
+// packet from it. The times lie side by side for evictLocked to scan.
+type evictable struct {
+	p    *peer
+	used int64
 }
 
 // A peer is what a Codec keeps about one remote key.
@@ -154,10 +169,9 @@ type peer struct {
 	worked bool
 
 	// Guarded by Codec.mu.
-	elem     *list.Element // in Codec.idle or Codec.active; nil when not cached
-	isActive bool          // elem is in Codec.active
-	lastOpen int64         // our Unix ns when we last accepted a packet from it
-	window   window
+	slot   int // index in Codec.evictable; -1 when not there
+	pins   int // how many pin sets hold the key
+	window window
 }
 
 // An Option configures a Codec.
@@ -197,7 +211,9 @@ func NewCodec(priv key.Private, namespace string, workbit int, opts ...Option) *
 		cacheSize: DefaultCacheSize,
 		aes:       hasAESHardware,
 		peers:     make(map[key.Public]*peer),
+		pins:      make(map[string][]key.Public),
 	}
+	crand.Read(c.prefix[:]) // never fails
 	for _, o := range opts {
 		o(c)
 	}
@@ -233,6 +249,7 @@ func (c *Codec) Seal(dst []byte, to key.Public, m Message) ([]byte, error) {
 	b := append(dst, Magic...)
 	b = append(b, c.version())
 	b = append(b, c.pub[:]...)
+	b = append(b, c.prefix[:]...)
 	b = binary.BigEndian.AppendUint64(b, c.nextCounter())
 	b, err = m.AppendBinary(b)
 	if err != nil {
@@ -260,6 +277,7 @@ func (c *Codec) sealFrame(dst []byte, p *peer, f framed) ([]byte, error) {
 	}
 	b = append(b, v)
 	b = append(b, c.pub[:]...)
+	b = append(b, c.prefix[:]...)
 	b = binary.BigEndian.AppendUint64(b, c.nextCounter())
 	b = append(b, payload...)
 	var trailer [RelayHeaderLen]byte
@@ -279,29 +297,34 @@ func (c *Codec) version() byte {
 }
 
 // Open authenticates and decrypts a packet and parses its body. Checks run
-// cheapest first: length, magic, version, the sender's workbits, key
-// agreement, the AEAD, freshness, the sender's replay window, the body. A
+// cheapest first: length, magic, version, the sender's workbits, the
+// derivation limits and the key agreement (for a sender without cached
+// keys), the AEAD, freshness, the sender's replay window, the body. A
 // packet that fails is counted in Stats under the first check it fails.
 //
 // from is set once the packet is authenticated, even if a later check
 // rejects it, so that callers can tell which peer has a skewed clock.
+//
+// Open knows no source address: of the derivation limits, only the total
+// applies.
 func (c *Codec) Open(pkt []byte) (from key.Public, m Message, err error) {
-	return c.open(nil, pkt)
+	return c.open(nil, netip.Addr{}, pkt)
 }
 
-// OpenInPlace is Open decrypting pkt where it lies: pkt is overwritten,
-// and m may refer to it (a relay frame's payload does), so it is valid
-// only as long as pkt is. Relayed packets take this way: it saves an
-// allocation and a copy per packet.
-func (c *Codec) OpenInPlace(pkt []byte) (from key.Public, m Message, err error) {
+// OpenInPlace is Open for a packet from src, decrypting pkt where it lies:
+// pkt is overwritten, and m may refer to it (a relay frame's payload
+// does), so it is valid only as long as pkt is. A node's receive path
+// takes this way: it saves an allocation and a copy per packet, and src's
+// prefix has its own derivation limit (DeriveLimits.PerPrefix).
+func (c *Codec) OpenInPlace(src netip.Addr, pkt []byte) (from key.Public, m Message, err error) {
 	if len(pkt) < HeaderLen {
-		return c.open(nil, pkt)
+		return c.open(nil, src, pkt)
 	}
-	return c.open(pkt[HeaderLen:HeaderLen], pkt)
+	return c.open(pkt[HeaderLen:HeaderLen], src, pkt)
 }
 
-// open opens pkt, decrypting its body to dst.
-func (c *Codec) open(dst, pkt []byte) (from key.Public, m Message, err error) {
+// open opens pkt from src, decrypting its body to dst.
+func (c *Codec) open(dst []byte, src netip.Addr, pkt []byte) (from key.Public, m Message, err error) {
 	s := &c.stats
 	switch {
 	case len(pkt) < Overhead+1:
@@ -326,8 +349,11 @@ func (c *Codec) open(dst, pkt []byte) (from key.Public, m Message, err error) {
 	case p == nil && c.workbit > 0 && key.Workbits(sender, c.namespace) < c.workbit:
 		return drop(&s.underworked, ErrWorkbits)
 	case p == nil:
+		if !c.limit.allow(src, c.now().UnixNano()) {
+			return drop(&s.busy, ErrBusy)
+		}
 		var err error
-		if p, err = c.lookup(sender); err != nil {
+		if p, err = c.derive(sender); err != nil { // cached only once a packet authenticates
 			return drop(&s.keyAgreement, ErrKeyAgreement)
 		}
 	}
@@ -362,12 +388,8 @@ func (c *Codec) open(dst, pkt []byte) (from key.Public, m Message, err error) {
 		s.future.Add(1)
 		return from, nil, ErrFuture
 	}
-	if err := c.accept(p, counter, now); err != nil {
-		if err == ErrBusy {
-			s.busy.Add(1)
-		} else {
-			s.replay.Add(1)
-		}
+	if p, err = c.accept(p, counter, now); err != nil {
+		s.replay.Add(1)
 		return from, nil, err
 	}
 	if aes := v&FlagAES != 0; p.aes.Load() != aes {
@@ -377,7 +399,7 @@ func (c *Codec) open(dst, pkt []byte) (from key.Public, m Message, err error) {
 	if isFrame {
 		m, err = parseFrame(body, pkt[HeaderLen:len(pkt)-frameTrailerLen], dst == nil)
 	} else if m, err = ParseMessage(body); err == nil && isFramed(m) {
-		err = fmt.Errorf("%v in a version %d envelope: %w", m.Type(), Version, ErrMalformed)
+		err = fmt.Errorf("%v in a plain envelope: %w", m.Type(), ErrMalformed)
 	}
 	switch {
 	case errors.Is(err, ErrUnknownType):
@@ -396,13 +418,9 @@ func drop(n *atomic.Uint64, err error) (key.Public, Message, error) {
 	return key.Public{}, nil, err
 }
 
-// nonce returns the AEAD nonce of a packet: four zero bytes and the
-// header's counter.
-func nonce(header []byte) []byte {
-	var n [chacha20poly1305.NonceSize]byte
-	copy(n[4:], header[HeaderLen-8:])
-	return n[:]
-}
+// nonce returns the AEAD nonce of a packet, the header's last NonceLen
+// bytes: the sender's prefix and counter.
+func nonce(header []byte) []byte { return header[HeaderLen-NonceLen : HeaderLen] }
 
 // nextCounter returns the sender's clock in Unix nanoseconds, made strictly
 // greater than every counter returned before. If the clock steps back, the
@@ -422,17 +440,20 @@ func (c *Codec) nextCounter() uint64 {
 func (c *Codec) cached(k key.Public) *peer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	p := c.peers[k]
-	if p != nil && !p.isActive {
-		c.idle.MoveToFront(p.elem)
-	}
-	return p
+	return c.peers[k]
 }
 
-// lookup returns the cached peer for k, or derives its keys and caches it
-// if there is room. It fails only when k is of low order.
+// lookup returns the cached peer for k, or derives its keys and caches
+// it. It fails only when k is of low order.
 func (c *Codec) lookup(k key.Public) (*peer, error) {
-	if p := c.cached(k); p != nil {
+	now := c.now().UnixNano()
+	c.mu.Lock()
+	p := c.peers[k]
+	if p != nil {
+		c.usedLocked(p, now)
+	}
+	c.mu.Unlock()
+	if p != nil {
 		return p, nil
 	}
 	p, err := c.derive(k) // ~100-200 µs of CPU: outside the lock
@@ -442,67 +463,171 @@ func (c *Codec) lookup(k key.Public) (*peer, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if q := c.peers[k]; q != nil { // another goroutine was faster
+		c.usedLocked(q, now)
 		return q, nil
 	}
-	if c.makeRoomLocked(c.now().UnixNano()) {
-		c.peers[k] = p
-		p.elem = c.idle.PushFront(p)
-	}
+	c.insertLocked(p, now)
 	return p, nil
 }
 
-// accept records counter in the replay window of p's sender and reports
-// ErrReplay if it was seen before or is older than the window, and ErrBusy
-// if the sender is not cached and no room can be made for it. now is our
-// clock in Unix ns.
-func (c *Codec) accept(p *peer, counter uint64, now int64) error {
+// accept records counter in the replay window of p's sender, caching p if
+// its key is not cached (any more), and returns the cached peer. It
+// reports ErrReplay if the counter was seen before or is older than the
+// window. now is our clock in Unix ns.
+func (c *Codec) accept(p *peer, counter uint64, now int64) (*peer, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if q := c.peers[p.key]; q != nil {
 		p = q
-	} else if !c.makeRoomLocked(now) {
-		return ErrBusy
 	} else {
-		c.peers[p.key] = p
-		p.elem = c.idle.PushFront(p)
+		// New, or evicted since Open looked it up: p is then cached
+		// again with the window it had, which only refuses more.
+		c.insertLocked(p, now)
 	}
 	if !p.window.accept(counter) {
-		return ErrReplay
+		return p, ErrReplay
 	}
-	p.lastOpen = now
-	if p.isActive {
-		c.active.MoveToFront(p.elem)
-	} else {
-		c.idle.Remove(p.elem)
-		p.elem, p.isActive = c.active.PushFront(p), true
-	}
-	return nil
+	c.usedLocked(p, now)
+	return p, nil
 }
 
-// makeRoomLocked evicts a peer if the cache is full and reports whether
-// there is room for one more. An active peer is evicted only when it has
-// been quiet for 2*MaxSkew: every counter it was accepted with is then stale,
-// so forgetting its window lets no replay through.
-func (c *Codec) makeRoomLocked(now int64) bool {
-	if len(c.peers) < c.cacheSize {
-		return true
+// usedLocked records that p, cached, was used at now.
+func (c *Codec) usedLocked(p *peer, now int64) {
+	if p.slot >= 0 {
+		c.evictable[p.slot].used = now
 	}
-	e := c.idle.Back()
-	if e == nil {
-		e = c.active.Back()
-		if e == nil || now-e.Value.(*peer).lastOpen <= int64(2*MaxSkew) {
-			return false
+}
+
+// insertLocked caches p, which is not cached, evicting another peer if
+// there is no room.
+func (c *Codec) insertLocked(p *peer, now int64) {
+	c.peers[p.key] = p
+	if p.pins == 0 {
+		c.addEvictableLocked(p, now)
+	}
+}
+
+// addEvictableLocked adds p to the peers that may be evicted, evicting
+// one first if there are cacheSize of them.
+func (c *Codec) addEvictableLocked(p *peer, now int64) {
+	if len(c.evictable) >= c.cacheSize {
+		c.evictLocked(now)
+	}
+	p.slot = len(c.evictable)
+	c.evictable = append(c.evictable, evictable{p, now})
+}
+
+// evictLocked evicts one of the peers that are not pinned: one unused
+// for 2*MaxSkew if there is one, since every counter it was accepted with
+// is then stale and forgetting its window lets no replay through, or else
+// one drawn at random. So a peer's chance to go does not depend on how
+// often it sends: keys that keep sending cannot crowd the others out, and
+// a new sender always gets in. (Forgetting a recent peer's window lets its
+// packets of the last MaxSkew be replayed once; pinned peers never lose
+// theirs.) The scan costs a few µs for the default cache size, against the
+// 100 µs of the derivation that comes with every new peer.
+func (c *Codec) evictLocked(now int64) {
+	n := len(c.evictable)
+	if n == 0 {
+		return
+	}
+	start := rand.IntN(n)
+	victim := start
+	for j := range n {
+		i := (start + j) % n
+		if now-c.evictable[i].used > int64(2*MaxSkew) {
+			victim = i
+			break
 		}
 	}
-	p := e.Value.(*peer)
-	if p.isActive {
-		c.active.Remove(e)
-	} else {
-		c.idle.Remove(e)
-	}
-	p.elem = nil
+	c.removeEvictableLocked(c.evictable[victim].p)
+}
+
+// removeEvictableLocked takes p out of the evictable peers and out of the
+// cache.
+func (c *Codec) removeEvictableLocked(p *peer) {
+	c.unslotLocked(p)
 	delete(c.peers, p.key)
-	return true
+}
+
+// unslotLocked takes p out of c.evictable.
+func (c *Codec) unslotLocked(p *peer) {
+	last := len(c.evictable) - 1
+	q := c.evictable[last]
+	c.evictable[p.slot], q.p.slot = q, p.slot
+	c.evictable[last] = evictable{}
+	c.evictable = c.evictable[:last]
+	p.slot = -1
+}
+
+// Pin makes keys the pin set named set, replacing the keys it held (none
+// names no keys: the set goes). A key that any pin set holds stays cached,
+// with its replay window, however long it is quiet and however many other
+// senders come: a node pins its trusted peers, its boot nodes and the
+// relays it uses, so that they are heard at once, never refused by the
+// derivation limits. Pinned keys are not counted against the cache size.
+// Pin derives the keys not cached yet, on the caller's goroutine; it skips
+// keys of low order.
+func (c *Codec) Pin(set string, keys ...key.Public) {
+	var uniq []key.Public
+	derived := make(map[key.Public]*peer)
+	for _, k := range keys {
+		if slices.Contains(uniq, k) {
+			continue
+		}
+		if c.cached(k) == nil {
+			p, err := c.derive(k)
+			if err != nil {
+				continue
+			}
+			derived[k] = p
+		}
+		uniq = append(uniq, k)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now().UnixNano()
+	old := c.pins[set]
+	// Pin the new set before unpinning the old, so that keys in both
+	// stay.
+	for _, k := range uniq {
+		p := c.peers[k]
+		if p == nil {
+			if p = derived[k]; p == nil {
+				// Cached when we looked, evicted since: derive again.
+				var err error
+				if p, err = c.derive(k); err != nil {
+					continue
+				}
+			}
+			c.peers[k] = p
+		} else if p.pins == 0 {
+			c.unslotLocked(p)
+		}
+		p.pins++
+	}
+	for _, k := range old {
+		p := c.peers[k]
+		if p == nil {
+			continue
+		}
+		if p.pins--; p.pins == 0 {
+			c.addEvictableLocked(p, now)
+		}
+	}
+	if len(uniq) == 0 {
+		delete(c.pins, set)
+	} else {
+		c.pins[set] = uniq
+	}
+}
+
+// Pinned reports whether a pin set holds k.
+func (c *Codec) Pinned(k key.Public) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.peers[k]
+	return p != nil && p.pins > 0
 }
 
 // derive computes the keys c shares with k:
@@ -543,7 +668,7 @@ func (c *Codec) derive(k key.Public) (*peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &peer{key: k, worked: c.workbit <= 0 || key.Workbits(k, c.namespace) >= c.workbit}
+	p := &peer{key: k, slot: -1, worked: c.workbit <= 0 || key.Workbits(k, c.namespace) >= c.workbit}
 	switch {
 	case c.pub == k: // to ourselves: one direction
 		p.send, p.recv = up, up

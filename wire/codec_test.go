@@ -84,23 +84,29 @@ func seal(t testing.TB, c *Codec, to key.Public, m Message) []byte {
 	return pkt
 }
 
-// Fixed keys of the exact-bytes tests.
+// Fixed keys and nonce prefix of the exact-bytes tests.
 var (
-	alicePriv = fixedPrivate(0xa1)
-	bobPriv   = fixedPrivate(0xb0)
+	alicePriv   = fixedPrivate(0xa1)
+	bobPriv     = fixedPrivate(0xb0)
+	alicePrefix = [4]byte{0x5e, 0xed, 0xa1, 0x1c}
 )
+
+// withNoncePrefix fixes the codec's random nonce prefix, for the
+// exact-bytes tests.
+func withNoncePrefix(p [4]byte) Option { return func(c *Codec) { c.prefix = p } }
 
 // wantEnvelope is Ping{TxID: 1} from alice to bob at t0, after "foo".
 const wantEnvelope = "666f6f" + // prefix
 	"ff776863" + // magic
-	"01" + // version
+	"02" + // version
 	"c306fb0ef2bf8b7f93bad98155fa37daec74db0c4cbeda6c6f1dba9d36558252" + // alice's public key
+	"5eeda11c" + // alice's nonce prefix
 	"17979cfe3d85cd15" + // counter: t0 in Unix ns
-	"ad45b9ac05f2d4c4f5a2" + // body
-	"0200ed84429b331803e9c5702b7448bd" // tag
+	"6bab11f477e546678427" + // body
+	"31620483962e90858404685f3bf1233d" // tag
 
 func TestSealExactBytes(t *testing.T) {
-	alice := NewCodec(alicePriv, testNamespace, 0, WithClock(newFakeClock().Now), WithAES(false)) // the pinned bytes say version 01
+	alice := NewCodec(alicePriv, testNamespace, 0, WithClock(newFakeClock().Now), WithAES(false), withNoncePrefix(alicePrefix)) // the pinned bytes say version 02, no AES flag
 	got, err := alice.Seal([]byte("foo"), bobPriv.Public(), Ping{TxID: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -139,9 +145,8 @@ func TestKeySchedule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nonce := make([]byte, 12)
-	binary.BigEndian.PutUint64(nonce[4:], uint64(t0.UnixNano()))
-	body, err := aead.Open(nil, nonce, pkt[45:], pkt[:45])
+	nonce := binary.BigEndian.AppendUint64(alicePrefix[:], uint64(t0.UnixNano()))
+	body, err := aead.Open(nil, nonce, pkt[49:], pkt[:49])
 	if err != nil {
 		t.Fatalf("reference open: %v", err)
 	}
@@ -151,7 +156,7 @@ func TestKeySchedule(t *testing.T) {
 	// The other direction uses the other half.
 	bob := NewCodec(bobPriv, testNamespace, 0, WithClock(newFakeClock().Now))
 	back := seal(t, bob, alicePub, Ping{TxID: 1})
-	if _, err := aead.Open(nil, nonce, back[45:], back[:45]); err == nil {
+	if _, err := aead.Open(nil, nonce, back[49:], back[:49]); err == nil {
 		t.Error("bob→alice opened with the alice→bob key")
 	}
 }
@@ -197,7 +202,7 @@ func TestOpenInPlace(t *testing.T) {
 	payloads := 0
 	for _, tt := range append(slices.Clone(validMessages), relayMessages...) {
 		pkt := seal(t, alice, bob.Public(), tt.m)
-		from, m, err := bob.OpenInPlace(pkt)
+		from, m, err := bob.OpenInPlace(src4, pkt)
 		if err != nil || from != alice.Public() {
 			t.Fatalf("%s: OpenInPlace = %v, %v", tt.name, from, err)
 		}
@@ -221,12 +226,12 @@ func TestOpenInPlace(t *testing.T) {
 	if payloads != len(relayMessages) {
 		t.Errorf("%d payloads checked, want %d", payloads, len(relayMessages))
 	}
-	if _, _, err := bob.OpenInPlace([]byte{0xff, 0x77}); !errors.Is(err, ErrShort) {
+	if _, _, err := bob.OpenInPlace(src4, []byte{0xff, 0x77}); !errors.Is(err, ErrShort) {
 		t.Errorf("OpenInPlace(short) = %v, want ErrShort", err)
 	}
 	pkt := seal(t, alice, bob.Public(), Ping{})
 	pkt[len(pkt)-1] ^= 1
-	if _, _, err := bob.OpenInPlace(pkt); !errors.Is(err, ErrAuth) {
+	if _, _, err := bob.OpenInPlace(src4, pkt); !errors.Is(err, ErrAuth) {
 		t.Errorf("OpenInPlace(tampered) = %v, want ErrAuth", err)
 	}
 }
@@ -331,13 +336,16 @@ func TestOpenRejects(t *testing.T) {
 			return append([]byte{4, 0, 0, 0}, make([]byte, 100)...)
 		}, ErrMagic, func(s *Stats) *uint64 { return &s.BadMagic }},
 		{"bad_magic_and_version", 8, func(s setup) []byte {
-			return withVersion(flip(seal(t, s.worked, s.receiver.Public(), Ping{}), 0), 2)
+			return withVersion(flip(seal(t, s.worked, s.receiver.Public(), Ping{}), 0), Version+1)
 		}, ErrMagic, func(s *Stats) *uint64 { return &s.BadMagic }},
 		{"version_0", 8, func(s setup) []byte {
 			return withVersion(seal(t, s.worked, s.receiver.Public(), Ping{}), 0)
 		}, ErrVersion, func(s *Stats) *uint64 { return &s.BadVersion }},
-		{"version_2_and_underworked", 8, func(s setup) []byte {
-			return withVersion(seal(t, s.lazy, s.receiver.Public(), Ping{}), 2)
+		{"version_1", 8, func(s setup) []byte { // 45-byte header, no nonce prefix
+			return withVersion(seal(t, s.worked, s.receiver.Public(), Ping{}), 1)
+		}, ErrVersion, func(s *Stats) *uint64 { return &s.BadVersion }},
+		{"next_version_and_underworked", 8, func(s setup) []byte {
+			return withVersion(seal(t, s.lazy, s.receiver.Public(), Ping{}), Version+1)
 		}, ErrVersion, func(s *Stats) *uint64 { return &s.BadVersion }},
 		{"underworked", 8, func(s setup) []byte {
 			return seal(t, s.lazy, s.receiver.Public(), Ping{})
@@ -538,5 +546,89 @@ func TestWindowReference(t *testing.T) {
 				history = slices.Insert(history, i, c)
 			}
 		}
+	}
+}
+
+// src4 is the source address of the tests' packets.
+var src4 = v4.Addr()
+
+// wantFrame is Relay{Dst: fill(1), Payload: wgData(8)} from alice to bob
+// at t0, in a ChaCha20-Poly1305 frame, after "foo".
+const wantFrame = "666f6f" + // prefix
+	"ff776863" + // magic
+	"82" + // version 02 | FlagFrame
+	"c306fb0ef2bf8b7f93bad98155fa37daec74db0c4cbeda6c6f1dba9d36558252" + // alice's public key
+	"5eeda11c" + // alice's nonce prefix
+	"17979cfe3d85cd15" + // counter: t0 in Unix ns
+	"0400000004050607" + // payload, in clear
+	"6caa10f576e44766842670b3a5814faca0b9e5f696c6c41e3e12cab36e98496216" + // type and key, encrypted
+	"276a0f157b09c7903543a16e74b82862" // tag
+
+func TestFrameExactBytes(t *testing.T) {
+	alice := NewCodec(alicePriv, testNamespace, 0, WithClock(newFakeClock().Now), WithAES(false), withNoncePrefix(alicePrefix))
+	got, err := alice.Seal([]byte("foo"), bobPriv.Public(), Relay{Dst: fill(1), Payload: wgData(8)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(wantFrame, hex.EncodeToString(got)); diff != "" {
+		t.Errorf("frame (-want +got):\n%s", diff)
+	}
+	// Open it as the package comment and relay.go say, step by step.
+	pkt := unhex(t, wantFrame)[3:]
+	alicePub, bobPub := alicePriv.Public(), bobPriv.Public()
+	secret, err := curve25519.X25519(bobPriv[:], alicePub[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := alicePub[:], bobPub[:]
+	if bytes.Compare(lo, hi) > 0 {
+		lo, hi = hi, lo
+	}
+	okm, err := hkdf.Key(sha256.New, secret, nil, "wh control v1"+string(lo)+string(hi), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := okm[32:]
+	if bytes.Equal(alicePub[:], lo) {
+		k = okm[:32]
+	}
+	aead, err := chacha20poly1305.New(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce := pkt[37:49] // prefix ‖ counter
+	n := len(pkt) - 33 - 16
+	trailer, err := aead.Open(nil, nonce, pkt[n:], pkt[:n])
+	if err != nil {
+		t.Fatalf("reference open: %v", err)
+	}
+	want := append([]byte{byte(TypeRelay)}, bytes.Repeat([]byte{1}, 32)...)
+	if !bytes.Equal(trailer, want) {
+		t.Errorf("trailer %x, want %x", trailer, want)
+	}
+}
+
+// TestNoncePrefix: two codecs with one key and one clock, as a process
+// and its restart after the clock stepped back, seal under different
+// nonces.
+func TestNoncePrefix(t *testing.T) {
+	clock := newFakeClock()
+	a := NewCodec(alicePriv, testNamespace, 0, WithClock(clock.Now))
+	b := NewCodec(alicePriv, testNamespace, 0, WithClock(clock.Now))
+	pa, pb := seal(t, a, bobPriv.Public(), Ping{TxID: 1}), seal(t, b, bobPriv.Public(), Ping{TxID: 1})
+	na, nb := pa[HeaderLen-NonceLen:HeaderLen], pb[HeaderLen-NonceLen:HeaderLen]
+	if !bytes.Equal(na[4:], nb[4:]) {
+		t.Fatalf("counters %x and %x differ: the test's clock is not shared", na[4:], nb[4:])
+	}
+	if bytes.Equal(na, nb) {
+		t.Errorf("two codecs sealed under the same nonce %x", na)
+	}
+	// The receiver's replay window still refuses the second counter.
+	bob := NewCodec(bobPriv, testNamespace, 0, WithClock(clock.Now))
+	if _, _, err := bob.Open(pa); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := bob.Open(pb); !errors.Is(err, ErrReplay) {
+		t.Errorf("same counter under another prefix: %v, want ErrReplay", err)
 	}
 }

@@ -8,13 +8,15 @@
 //
 //	offset  size  field
 //	0       4     magic    ff 77 68 63 ("\xffwhc")
-//	4       1     version  01, or with flags: 21 (FlagAES), 81/a1/e1 (relay frames)
+//	4       1     version  02, or with flags: 22 (FlagAES), 82/a2/e2 (relay frames)
 //	5       32    sender   X25519 public key
-//	37      8     counter  big-endian; the sender's Unix time in ns, strictly increasing
-//	45      n     body     ChaCha20-Poly1305 ciphertext of the message (type byte first)
-//	45+n    16    tag      Poly1305 tag over bytes [0, 45) as associated data and the body
+//	37      4     prefix   random, drawn by the sender when it starts (per Codec)
+//	41      8     counter  big-endian; the sender's Unix time in ns, strictly increasing
+//	49      n     body     ChaCha20-Poly1305 ciphertext of the message (type byte first)
+//	49+n    16    tag      Poly1305 tag over bytes [0, 49) as associated data and the body
 //
-// The overhead is 61 bytes (HeaderLen 45 + TagLen 16). Control messages
+// The overhead is 65 bytes (HeaderLen 49 + TagLen 16). Version 1 had no
+// prefix (a 45-byte header) and is refused. Control messages
 // other than relayed traffic fit in MaxPacketSize (1280) bytes of UDP
 // payload; a Nodes message enforces it for itself.
 //
@@ -38,34 +40,62 @@
 //	key hi→lo = okm[32:64]
 //	frame key lo→hi = okm[64:96]  (AES-256-GCM, for relay frames only)
 //	frame key hi→lo = okm[96:128]
-//	nonce     = 00 00 00 00 ‖ counter (the 8 header bytes)
+//	nonce     = prefix ‖ counter (the header's last 12 bytes, NonceLen)
 //
 // Each direction has its own key, so the two sides never use a nonce under
 // the same key even if their counters meet. A Codec caches the derived keys
-// of up to DefaultCacheSize peers: a derivation costs 100-200 µs of CPU, a
-// Seal and an Open of a small body together about 1.5 µs.
+// of its pinned peers and of up to DefaultCacheSize others: a derivation
+// costs 100-200 µs of CPU, a Seal and an Open of a small body together
+// about 1.5 µs.
 //
-// Why a counter nonce and not XChaCha20-Poly1305 with a random one: the
-// counter is needed anyway as the timestamp for freshness and as the replay
-// window's sequence number, so it doubles as the nonce at no cost, where a
-// random nonce would add 24 bytes to every packet. Within a process the
-// counter never repeats: it is the clock made strictly increasing, so after
-// a backward step it runs ahead of the clock until the clock catches up. A
-// nonce could only repeat across a restart with the same key whose wall
-// clock stepped back past counters already used and hit one of them to the
-// nanosecond with the same peer; that is the risk we accept. (Two processes
-// must not run with one key at once; that would break the DHT anyway.)
+// Why a prefix and a counter, and not XChaCha20-Poly1305 with a random
+// nonce: the counter is needed anyway as the timestamp for freshness and as
+// the replay window's sequence number, so it doubles as most of the nonce,
+// where a random nonce would add 24 bytes to every packet. Within a process
+// the counter never repeats: it is the clock made strictly increasing, so
+// after a backward step it runs ahead of the clock until the clock catches
+// up. Across processes with one key (a restart after the wall clock stepped
+// back, or two copies of a key) the counters can meet; the random 32-bit
+// prefix that each Codec draws keeps the nonces apart: a nonce repeats
+// under one key only if two processes draw the same prefix (2^-32 for a
+// pair) and also use the same counter to the nanosecond with the same peer.
+// The replay window looks at the counter alone, so a restarted sender's
+// packets with counters its peer has seen are refused as replays until its
+// clock passes them (or the peer forgets the window).
 //
 // # Receiving
 //
 // Open checks, cheapest first, and stops at the first failure: the length,
 // the magic and the version; the sender's workbits (key.Workbits, a BLAKE2b
-// hash), so that keys without proof of work cost no X25519; the key
-// agreement (cached); the AEAD; freshness; the sender's replay window; and
-// the body. Every failure is counted in Stats by reason, never panics, and
-// creates no state: a peer's replay window is only created once a packet
-// from it has authenticated, and all per-peer state lives in one bounded
-// cache.
+// hash), so that keys without proof of work cost no X25519; for a sender
+// without cached keys, the derivation limits and the key agreement; the
+// AEAD; freshness; the sender's replay window; and the body. Every failure
+// is counted in Stats by reason, never panics, and creates no state: a
+// sender is cached only once a packet from it has authenticated, and all
+// per-peer state lives in one bounded cache.
+//
+// # Peer cache and derivation limits
+//
+// Keys with the network's workbits are cheap to make (4096 of workbit 8
+// take seconds), so the cache assumes that a sender may own thousands:
+//   - Pinned keys (Pin: a node's trusted peers, boot nodes and the relays
+//     it uses) are never evicted and do not count against the cache size,
+//     so they are heard at once however long they were quiet and whatever
+//     else arrives.
+//   - Among the others, a new sender always gets in. It evicts a peer
+//     unused for 2×MaxSkew if there is one (forgetting its window is then
+//     safe: its counters are all stale), or else one drawn at random, so
+//     that keys which keep sending cannot crowd out those which send
+//     rarely. A recent peer evicted loses its replay window: its packets
+//     of the last MaxSkew could be replayed to us once.
+//   - Derivations for senders without cached keys are rate-limited
+//     (WithDeriveLimits, DefaultDeriveLimits for a node), per source
+//     prefix (/24 of IPv4, /48 of IPv6, in 4096 buckets by a keyed hash)
+//     and in total, with small bursts: a flood of fresh keys costs at most
+//     the total's share of a core (about 5%) and holds the receive
+//     goroutine, which WireGuard's packets share, for at most a burst of
+//     derivations. Packets beyond the limits are dropped before the X25519
+//     and counted as Busy.
 //
 // Freshness: a packet is accepted only if its counter, read as Unix ns, is
 // within MaxSkew (5 minutes) of the receiver's clock. Five minutes is
@@ -80,12 +110,9 @@
 // a counter is new if it is larger than the smallest of them and not among
 // them. So packets from one sender may be reordered by up to 31 others.
 // WireGuard's bitmap assumes consecutive counters; ours are nanoseconds.
-// The window's state is bounded by the peer cache: a peer that has sent us
-// nothing yet is evicted first, and a peer with a window only once it has
-// been quiet for 2×MaxSkew, when every counter it was accepted with fails
-// freshness. If neither is possible, a new sender's packets are dropped
-// and counted as Busy. (If the receiver's own clock steps back, replays of
-// evicted peers' packets within the step can pass.)
+// The window's state is bounded by the peer cache (above). (If the
+// receiver's own clock steps back, replays of evicted peers' packets
+// within the step can pass.)
 //
 // # Threat model
 //
@@ -102,7 +129,9 @@
 //   - replay a packet that was accepted, or any packet older than MaxSkew;
 //   - make a receiver do an X25519 for a key without the network's workbits;
 //   - make a receiver hold unbounded state: the peer cache is bounded and
-//     entries for keys that never authenticated are evicted first.
+//     keys that never authenticated are not cached;
+//   - lock pinned peers out, or any new sender for good: eviction is at
+//     random among the unpinned.
 //
 // It can still
 //   - see who talks to whom and when (sender keys are in clear);
@@ -110,9 +139,12 @@
 //   - rewrite the UDP source address, so the address a message came from
 //     proves nothing until the peer answers there (Pong.Observed is what
 //     the responder saw, not a proof);
-//   - make a receiver spend one X25519 per packet with worked keys it owns,
-//     and, with more than the cache size of such keys active within
-//     2×MaxSkew, lock new senders out (counted as Busy);
+//   - make a receiver spend one X25519 per packet with worked keys it
+//     owns, up to the derivation limits; and, spoofing many source
+//     prefixes, use up the total limit, so that honest new (unpinned)
+//     senders are refused as Busy while it lasts;
+//   - with many worked keys, evict unpinned peers at the rate of the
+//     limits, and then replay their packets of the last MaxSkew;
 //   - with a stolen private key, read every recorded packet to or from it:
 //     keys are static, there is no forward secrecy (WireGuard's handshake
 //     has it; control messages carry addresses, not tunnel data).

@@ -27,20 +27,20 @@ import (
 // who talks to whom, are encrypted:
 //
 //	offset  size  field
-//	0       45    header, as for every control message, version byte 0x81 (| FlagAES, FlagAESFrame)
-//	45      n     payload, in clear
-//	45+n    33    type and key (Relay's Dst, Relayed's Src), encrypted
-//	78+n    16    tag over bytes [0, 45+n) as associated data and the 33 bytes
+//	0       49    header, as for every control message, version byte 0x82 (| FlagAES, FlagAESFrame)
+//	49      n     payload, in clear
+//	49+n    33    type and key (Relay's Dst, Relayed's Src), encrypted
+//	82+n    16    tag over bytes [0, 49+n) as associated data and the 33 bytes
 //
 // The AEAD is ChaCha20-Poly1305 under the pair's envelope keys, or, with
 // FlagAESFrame, AES-256-GCM under the pair's frame keys (see the key
 // schedule): a node seals frames in AES when it has AES in hardware and
 // the receiver's last envelope said so too (FlagAES). The sizes are those
-// of the version 1 envelope of the same message. A relayed packet is
+// of the plain envelope of the same message. A relayed packet is
 // sealed and opened twice; `go test -bench Frame ./wire/` (full-size
 // payload, seal and open): ChaCha20 frame 0.55–0.65 of the cost of
 // encrypting the payload too, AES frame 0.35–0.45. A relay message in a
-// version 1 body is refused.
+// plain envelope's body is refused.
 //
 // # Sizes
 //
@@ -52,19 +52,19 @@ import (
 //	−   40  IPv6 header (IPv4's is 20)
 //	−    8  UDP header
 //	= 1452  MaxRelayPacketSize, the UDP payload of a relay frame
-//	−   61  envelope: HeaderLen 45 + TagLen 16
+//	−   65  envelope: HeaderLen 49 + TagLen 16
 //	−   33  RelayHeaderLen: type 1 + key 32
-//	= 1358  MaxRelayPayload
+//	= 1354  MaxRelayPayload
 //
 // The tunnel's MTU is 1280 and WireGuard adds 32 bytes to a data packet
 // (type 4, receiver 4, counter 8, tag 16), so the largest payload is 1312
-// bytes and its frame 61 + 33 + 1312 = 1406 bytes: 46 to spare on IPv6, 66
+// bytes and its frame 65 + 33 + 1312 = 1410 bytes: 42 to spare on IPv6, 62
 // on IPv4. Relay frames are the only control messages allowed over
 // MaxPacketSize.
 const (
 	MaxRelayPacketSize = 1500 - 40 - 8                                  // 1452
 	RelayHeaderLen     = 1 + key.Size                                   // 33
-	MaxRelayPayload    = MaxRelayPacketSize - Overhead - RelayHeaderLen // 1358
+	MaxRelayPayload    = MaxRelayPacketSize - Overhead - RelayHeaderLen // 1354
 )
 
 var (

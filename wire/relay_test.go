@@ -115,11 +115,11 @@ func TestRelayFitsPath(t *testing.T) {
 	if MaxRelayPacketSize != pathMTU-ipv6UDP {
 		t.Errorf("MaxRelayPacketSize = %d, want %d", MaxRelayPacketSize, pathMTU-ipv6UDP)
 	}
-	if MaxRelayPayload != 1358 {
-		t.Errorf("MaxRelayPayload = %d, want 1452 - 61 - 33 = 1358", MaxRelayPayload)
+	if MaxRelayPayload != 1354 {
+		t.Errorf("MaxRelayPayload = %d, want 1452 - 65 - 33 = 1354", MaxRelayPayload)
 	}
-	if frame := Overhead + RelayHeaderLen + tunnelMTU + wgData; frame != 1406 || frame > MaxRelayPacketSize {
-		t.Errorf("full-MTU frame %d bytes, want 1406 ≤ %d", frame, MaxRelayPacketSize)
+	if frame := Overhead + RelayHeaderLen + tunnelMTU + wgData; frame != 1410 || frame > MaxRelayPacketSize {
+		t.Errorf("full-MTU frame %d bytes, want 1410 ≤ %d", frame, MaxRelayPacketSize)
 	}
 }
 
@@ -328,16 +328,16 @@ func TestFrameRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ping := seal(t, alice, bob.Public(), Ping{TxID: 1})
-	ping[len(Magic)] |= FlagFrame
+	short := seal(t, alice, bob.Public(), rawMessage(body))
+	short[len(Magic)] |= FlagFrame
 	for _, tc := range []struct {
 		name string
 		pkt  []byte
 		want error
 	}{
 		{"ping_in_a_frame", seal(t, alice, bob.Public(), badFrame{}), ErrMalformed},
-		{"relay_in_version_1", seal(t, alice, bob.Public(), rawMessage(body)), ErrMalformed},
-		{"short_frame", ping[:minFrameLen-1], ErrShort},
+		{"relay_in_a_plain_envelope", seal(t, alice, bob.Public(), rawMessage(body)), ErrMalformed},
+		{"short_frame", short[:minFrameLen-1], ErrShort},
 	} {
 		if _, m, err := bob.Open(tc.pkt); !errors.Is(err, tc.want) {
 			t.Errorf("%s: Open = %v, %v; want %v", tc.name, m, err, tc.want)
@@ -378,7 +378,7 @@ func BenchmarkFrame(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				bob.OpenInPlace(pkt) // the encrypted one fails parsing, after the AEAD
+				bob.OpenInPlace(src4, pkt) // the encrypted one fails parsing, after the AEAD
 			}
 		})
 	}
