@@ -8,7 +8,7 @@
 //
 // The packets travel unchanged, already encrypted end to end by WireGuard,
 // inside the control protocol's authenticated envelope (wire.Relay and
-// wire.Relayed; a 1280-MTU tunnel packet makes a 1406-byte frame, which
+// wire.Relayed; a 1280-MTU tunnel packet makes a 1410-byte frame, which
 // a 1500-byte IPv6 path carries whole, so nothing is ever fragmented).
 //
 // # Choosing relays

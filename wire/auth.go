@@ -22,7 +22,7 @@ import (
 // Authed is sealed to C, which accepts it only from a member it sent an
 // Auth to, for that txid and alias.
 //
-// An Auth is 205 bytes on the wire, an Authed at most 204 (MaxReason), so
+// An Auth is 213 bytes on the wire, an Authed at most 208 (MaxReason), so
 // a member never answers an address with more than came from it.
 
 // TypeClaim is the body of an Auth's inner envelope.

@@ -11,7 +11,7 @@ import (
 // authMessages are the invitation messages with their exact bodies.
 var authMessages = []msgCase{
 	{"auth", Auth{TxID: 7, Inner: []byte(strings.Repeat("\xab", Overhead+1))},
-		"08 0000000000000007 3e " + strings.Repeat("ab", Overhead+1)},
+		"08 0000000000000007 42 " + strings.Repeat("ab", Overhead+1)},
 	{"claim", Claim{TxID: 8, Alias: fill(0x11), Claimant: fill(0x22)},
 		"0b 0000000000000008 " + strings.Repeat("11", 32) + " " + strings.Repeat("22", 32)},
 	{"authed", Authed{TxID: 9, Alias: fill(0x11)},
@@ -104,8 +104,8 @@ func TestClaim(t *testing.T) {
 		t.Fatal(err)
 	}
 	pkt := seal(t, f.alias, f.member.Public(), a)
-	if len(pkt) != 205 {
-		t.Errorf("auth packet is %d bytes, the package comment says 205", len(pkt))
+	if len(pkt) != 213 {
+		t.Errorf("auth packet is %d bytes, the package comment says 213", len(pkt))
 	}
 	from, m, err := f.member.Open(pkt)
 	if err != nil {
