@@ -85,9 +85,13 @@ type Node struct {
 	subnet netip.Prefix
 	addrs  []netip.Prefix // the interface's addresses
 
-	mu    sync.Mutex
-	net   *config.Network      // guarded by mu
-	peers map[key.Public]*peer // trusted peers other than self; guarded by mu
+	// Lock order: applyMu, then mu; then the locks of the Bind, the
+	// relay client and the puncher, which never call back into the node
+	// holding them. Nothing holds mu across I/O or a device call.
+	applyMu sync.Mutex // serializes applyPeers: one device configuration at a time
+	mu      sync.Mutex
+	net     *config.Network      // guarded by mu
+	peers   map[key.Public]*peer // trusted peers other than self; guarded by mu
 
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
@@ -198,7 +202,9 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 	if err := nd.startRelay(); err != nil {
 		return nil, err
 	}
-	nd.applyPeers(n)
+	if err := nd.applyPeers(n); err != nil {
+		return nil, err
+	}
 	if nd.dev != nil {
 		nd.startDNS(n)
 	}
@@ -674,21 +680,37 @@ func uniq(as []netip.AddrPort) []netip.AddrPort {
 }
 
 // applyPeers makes the trusted peers of n the node's peers: new ones are
-// added, gone ones removed, the others keep their state and tunnels.
-func (nd *Node) applyPeers(n *config.Network) {
-	nd.mu.Lock()
-	defer nd.mu.Unlock()
-	want := make(map[key.Public]config.Node)
-	nd.net = n
+// added, gone ones removed, the others keep their state and tunnels. The
+// device is configured first, without nd.mu: if it refuses, nothing
+// changed and the error says why.
+func (nd *Node) applyPeers(n *config.Network) error {
+	nd.applyMu.Lock()
+	defer nd.applyMu.Unlock()
 	if nd.dev == nil {
-		return // headless: no tunnels, no paths to keep
+		nd.mu.Lock()
+		nd.net = n // headless: no tunnels, no paths to keep
+		nd.mu.Unlock()
+		return nil
 	}
+	want := make(map[key.Public]config.Node)
 	for _, c := range n.Trusted() {
 		if c.Key == nd.pub || c.Role == config.Alias || !c.IP.IsValid() {
 			continue
 		}
 		want[c.Key] = c
 	}
+	var wg []tunnel.Peer
+	for k, c := range want {
+		wg = append(wg, tunnel.Peer{Key: k, Keepalive: nd.keepalive(), AllowedIPs: []netip.Prefix{
+			netip.PrefixFrom(c.IP, c.IP.BitLen()),
+			netip.PrefixFrom(orchid.Addr(k, n.Namespace), 128),
+		}})
+	}
+	if err := nd.dev.SetPeers(wg); err != nil {
+		return fmt.Errorf("configuring WireGuard peers: %w", err)
+	}
+	nd.mu.Lock()
+	nd.net = n
 	var gone []key.Public
 	for k, p := range nd.peers {
 		if _, ok := want[k]; !ok {
@@ -703,26 +725,19 @@ func (nd *Node) applyPeers(n *config.Network) {
 			gone = append(gone, k)
 		}
 	}
-	var wg []tunnel.Peer
 	for k, c := range want {
 		if p, ok := nd.peers[k]; ok {
 			p.cfg = c
 		} else {
 			nd.peers[k] = &peer{cfg: c}
 		}
-		wg = append(wg, tunnel.Peer{Key: k, Keepalive: nd.keepalive(), AllowedIPs: []netip.Prefix{
-			netip.PrefixFrom(c.IP, c.IP.BitLen()),
-			netip.PrefixFrom(orchid.Addr(k, n.Namespace), 128),
-		}})
 	}
-	if err := nd.dev.SetPeers(wg); err != nil {
-		nd.log.Error("configuring WireGuard peers", "err", err)
-		return
-	}
+	nd.mu.Unlock()
 	// Only now that the device has dropped them: their endpoints go.
 	for _, k := range gone {
 		nd.bind.RemovePeer(k)
 	}
+	return nil
 }
 
 // Reload applies a changed config. The namespace, the workbit and the
@@ -747,7 +762,9 @@ func (nd *Node) Reload(n *config.Network) error {
 			}
 		}
 	}
-	nd.applyPeers(n)
+	if err := nd.applyPeers(n); err != nil {
+		return fmt.Errorf("reload not applied, the network runs as before: %w", err)
+	}
 	nd.updateDNS(n)
 	nd.log.Info("reloaded", "trusted", len(n.Trusted()))
 	return nil

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -229,5 +230,26 @@ func TestNodesInProcess(t *testing.T) {
 	c.Write([]byte("x"))
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Errorf("a still reaches b after b was removed")
+	}
+}
+
+// TestReloadDeviceFailure: a reload the WireGuard device refuses fails,
+// says why, and leaves the node's peers and config as they were.
+func TestReloadDeviceFailure(t *testing.T) {
+	tn := newTestNet(t, "boot", "a", "b")
+	n := tn.config("a", "b")
+	a := tn.start("a", n)
+	a.dev.Close() // every SetPeers from now on fails
+
+	err := a.Reload(tn.config("a"))
+	if err == nil || !strings.Contains(err.Error(), "WireGuard peers") {
+		t.Fatalf("reload on a closed device: %v, want an error about the WireGuard peers", err)
+	}
+	a.mu.Lock()
+	_, hasB := a.peers[tn.keys["b"].Public()]
+	net := a.net
+	a.mu.Unlock()
+	if !hasB || net != n {
+		t.Errorf("after a failed reload: b still a peer %v, config unchanged %v", hasB, net == n)
 	}
 }
