@@ -6,13 +6,15 @@
 // # Detection
 //
 // Every pong carries the address its sender saw the ping come from. The
-// node feeds each one to a Detector with the address it pinged. The newest
-// observation says whether the node is behind a NAT (it is not one of the
-// node's own addresses); two peers on different IP addresses that see the
-// same address show an endpoint-independent mapping, two that see
-// different ones an endpoint-dependent (symmetric) one. Detection is
-// passive: no extra packets, and it follows the node as its network
-// changes.
+// node feeds a Detector the pongs that answer its own pings, with the
+// address it pinged. One peer decides nothing, since any peer can lie:
+// the reflexive IP is the one the most peers (by IP) report, at least
+// two; two peers that see the node at one of its own addresses make it
+// public, two that see the same reflexive address show an
+// endpoint-independent mapping, and two that see other ports than the
+// most seen one (or three that each see another) an endpoint-dependent
+// (symmetric) one. Detection is passive: no extra packets, and it
+// follows the node as its network changes.
 //
 // # Punching
 //

@@ -162,12 +162,13 @@ func (n *testNode) sawFrom(peer *testNode) []netip.AddrPort {
 	return slices.Clone(n.seen[peer.pub])
 }
 
-// lab is an internet with two public nodes: rdv, the rendezvous every
-// node joins first, and stun, a second opinion for the Detectors.
+// lab is an internet with three public nodes: rdv, the rendezvous every
+// node joins first, and stun and stun2, more opinions for the Detectors.
 type lab struct {
 	t         *testing.T
 	inet      *netsim.Internet
 	rdv, stun *testNode
+	stun2     *testNode // a third opinion: two ports may be one liar
 	nats      int
 }
 
@@ -177,6 +178,7 @@ func newLab(t *testing.T, seed int64) *lab {
 	l := &lab{t: t, inet: inet}
 	l.rdv = startNode(t, "rdv", inet.AddHost(ip("203.0.113.1")), false, Config{})
 	l.stun = startNode(t, "stun", inet.AddHost(ip("203.0.114.1")), false, Config{})
+	l.stun2 = startNode(t, "stun2", inet.AddHost(ip("203.0.115.1")), false, Config{})
 	return l
 }
 
@@ -220,7 +222,7 @@ func (l *lab) node(name, kind string) *testNode {
 
 func (l *lab) add(name string, host *netsim.Host, behindNAT bool) *testNode {
 	n := startNode(l.t, name, host, behindNAT, Config{})
-	n.join(l.t, l.rdv, l.stun)
+	n.join(l.t, l.rdv, l.stun, l.stun2)
 	return n
 }
 
@@ -247,11 +249,15 @@ func TestDetectorOnNetsim(t *testing.T) {
 
 				n.join(t, l.rdv)
 				info := n.det.Info()
-				if info.Mapping != MappingUnknown && info.Mapping != MappingNone || info.BehindNAT != tt.behindNAT {
-					t.Errorf("after one pong: %+v, want the mapping unknown (or public) and BehindNAT %v", info, tt.behindNAT)
+				if info.Mapping != MappingUnknown || info.BehindNAT || len(info.Reflexive) != 0 {
+					t.Errorf("after one pong: %+v, want nothing known: one peer decides nothing", info)
 				}
 
 				n.join(t, l.stun)
+				if tt.mapping == MappingEndpointDependent {
+					// Two ports may be one liar: it takes a third peer.
+					n.join(t, l.stun2)
+				}
 				info = n.det.Info()
 				if info.Mapping != tt.mapping || info.BehindNAT != tt.behindNAT {
 					t.Errorf("Info() = %+v, want mapping %v, BehindNAT %v", info, tt.mapping, tt.behindNAT)
@@ -267,8 +273,8 @@ func TestDetectorOnNetsim(t *testing.T) {
 						t.Errorf("Reflexive = %v, want [%v]", info.Reflexive, want)
 					}
 				default:
-					if len(info.Reflexive) != 2 || info.Reflexive[0].Addr() != r.Addr() || info.Reflexive[1].Addr() != r.Addr() {
-						t.Errorf("Reflexive = %v, want two ports of %v", info.Reflexive, r.Addr())
+					if len(info.Reflexive) != 3 || info.Reflexive[0].Addr() != r.Addr() || info.Reflexive[2].Addr() != r.Addr() {
+						t.Errorf("Reflexive = %v, want three ports of %v", info.Reflexive, r.Addr())
 					}
 				}
 			})

@@ -77,8 +77,11 @@ type Node struct {
 	dnsInteg   *resolver.Integrator // nil when not hooked into the system
 
 	ready atomic.Bool // set when New is done: control messages are handled
-	port  uint16
-	boot  []dht.Contact // the boot nodes, resolved at start
+	// pongSrc is the source of the Pong being handled, by sender, for
+	// onPong (called inside dht.Handle, on the receive goroutine).
+	pongSrc sync.Map // key.Public → netip.AddrPort
+	port    uint16
+	boot    []dht.Contact // the boot nodes, resolved at start
 	// subnet is the overlay's, whose addresses are never underlay
 	// candidates. It cannot change on reload (the node's own address
 	// would).
@@ -161,6 +164,7 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		Transport: nd,
 		Table:     dht.TableConfig{Namespace: n.Namespace, Workbit: n.Workbit},
 		NAT:       nd.behindNAT,
+		OnPong:    nd.onPong,
 		Logger:    log.With("sub", "dht"),
 	})
 	if err != nil {
@@ -302,7 +306,9 @@ func (nd *Node) handleControl(msgs []tunnel.Control) {
 		nd.observe(from, src)
 		switch m := m.(type) {
 		case wire.Pong:
-			nd.det.Observe(from, src, m.Observed)
+			// Only the DHT knows whether the pong answers one of our
+			// pings; its OnPong, inside Handle, needs the source.
+			nd.pongSrc.Store(from, src)
 		case wire.Relay:
 			if addr, ok := nd.relayServer.Route(from, m); ok {
 				fwd.add(m.Dst, addr, from, m)
@@ -312,6 +318,9 @@ func (nd *Node) handleControl(msgs []tunnel.Control) {
 		// The puncher sees every message (a peer's new port shows up in
 		// any of them) and consumes its own.
 		_ = nd.punch.Handle(from, src, m) || nd.dht.Handle(from, src, m)
+		if _, ok := m.(wire.Pong); ok {
+			nd.pongSrc.Delete(from)
+		}
 	}
 	for _, f := range fwd {
 		if err := nd.SendBatch(f.dst, f.addr, f.msgs()); err != nil {
@@ -415,6 +424,15 @@ func (nd *Node) Send(to key.Public, addr netip.AddrPort, m wire.Message) error {
 	}
 	*bp = pkt[:0]
 	return nd.bind.SendControl(pkt, addr)
+}
+
+// onPong is the DHT's OnPong: a pong that answers one of our pings says
+// where its sender saw us. Pongs nobody asked for never get here: anyone
+// can send one.
+func (nd *Node) onPong(from key.Public, observed netip.AddrPort) {
+	if src, ok := nd.pongSrc.Load(from); ok {
+		nd.det.Observe(from, src.(netip.AddrPort), observed)
+	}
 }
 
 // observe learns from an authenticated message: a trusted peer is at src.

@@ -18,6 +18,7 @@ import (
 	"github.com/whnet/wh/key"
 	"github.com/whnet/wh/orchid"
 	"github.com/whnet/wh/resolver"
+	"github.com/whnet/wh/wire"
 )
 
 // testNet is a network of whole nodes in one process, on loopback UDP
@@ -251,5 +252,72 @@ func TestReloadDeviceFailure(t *testing.T) {
 	a.mu.Unlock()
 	if !hasB || net != n {
 		t.Errorf("after a failed reload: b still a peer %v, config unchanged %v", hasB, net == n)
+	}
+}
+
+// stranger is a DHT node of the test network that is no node of it: a key
+// with the workbits and a socket of its own, talking to nodes directly.
+type stranger struct {
+	t     *testing.T
+	codec *wire.Codec
+	conn  *net.UDPConn
+}
+
+func newStranger(t *testing.T) *stranger {
+	k, err := key.Search(context.Background(), 4, "test", key.SearchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &stranger{t: t, codec: wire.NewCodec(k, "test", 4), conn: c}
+}
+
+func (s *stranger) send(to *Node, m wire.Message) int {
+	s.t.Helper()
+	pkt, err := s.codec.Seal(nil, to.Public(), m)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := s.conn.WriteToUDPAddrPort(pkt, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), to.Port())); err != nil {
+		s.t.Fatal(err)
+	}
+	return len(pkt)
+}
+
+// sync pings to and waits for its pong: everything sent before has been
+// handled (one socket, one receive goroutine, in order).
+func (s *stranger) sync(to *Node) {
+	s.t.Helper()
+	txid := uint64(0x5eed)
+	s.send(to, wire.Ping{TxID: txid})
+	buf := make([]byte, 2048)
+	for {
+		s.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := s.conn.Read(buf)
+		if err != nil {
+			s.t.Fatalf("no pong from the node: %v", err)
+		}
+		if _, m, err := s.codec.Open(buf[:n]); err == nil {
+			if p, ok := m.(wire.Pong); ok && p.TxID == txid {
+				return
+			}
+		}
+	}
+}
+
+// TestUnsolicitedPong: a pong that answers no ping of the node's is no
+// observation of its NAT: anyone can send one.
+func TestUnsolicitedPong(t *testing.T) {
+	tn := newTestNet(t, "boot", "a")
+	a := tn.start("a", tn.config("a"))
+	s := newStranger(t)
+	s.send(a, wire.Pong{TxID: 42, Observed: netip.MustParseAddrPort("192.0.2.66:1")})
+	s.sync(a)
+	if obs := a.det.Observations(); len(obs) != 0 {
+		t.Errorf("an unsolicited pong was observed: %+v", obs)
 	}
 }
