@@ -60,11 +60,12 @@ func startNode(t *testing.T, name string, host *netsim.Host, behindNAT bool, cfg
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
+	codec := wire.NewCodec(priv, "test", 0)
 	n := &testNode{
 		name:    name,
 		pub:     priv.Public(),
 		local:   netip.AddrPortFrom(host.Addrs()[0], testPort),
-		conn:    wire.NewConn(pc, wire.NewCodec(priv, "test", 0)),
+		conn:    wire.NewConn(pc, codec),
 		trusted: make(map[key.Public]bool),
 		seen:    make(map[key.Public][]netip.AddrPort),
 	}
@@ -80,6 +81,8 @@ func startNode(t *testing.T, name string, host *netsim.Host, behindNAT bool, cfg
 	}
 	cfg.Self = n.pub
 	cfg.Send = n.conn.Send
+	cfg.Seal = func(to key.Public, m wire.Message) ([]byte, error) { return codec.Seal(nil, to, m) }
+	cfg.Open = codec.Open
 	cfg.Ping = func(ctx context.Context, to key.Public, addr netip.AddrPort) error {
 		n.pings.Add(1)
 		_, err := n.srv.Ping(ctx, dht.Contact{Key: to, Addr: addr, NAT: true})

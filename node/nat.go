@@ -13,6 +13,7 @@ import (
 	"github.com/whnet/wh/orchid"
 	"github.com/whnet/wh/relay"
 	"github.com/whnet/wh/tunnel"
+	"github.com/whnet/wh/wire"
 )
 
 // startNAT sets up what the node knows about its own reachability
@@ -22,6 +23,8 @@ func (nd *Node) startNAT() error {
 	p, err := nat.New(nat.Config{
 		Self: nd.pub,
 		Send: nd.Send,
+		Seal: func(to key.Public, m wire.Message) ([]byte, error) { return nd.codec.Seal(nil, to, m) },
+		Open: nd.codec.Open,
 		Ping: func(ctx context.Context, to key.Public, addr netip.AddrPort) error {
 			// NAT: a punched peer is never handed out as a DHT hop.
 			_, err := nd.dht.Ping(ctx, dht.Contact{Key: to, Addr: addr, NAT: true})
