@@ -90,11 +90,15 @@ type Node struct {
 
 	// Lock order: applyMu, then mu; then the locks of the Bind, the
 	// relay client and the puncher, which never call back into the node
-	// holding them. Nothing holds mu across I/O or a device call.
+	// holding them; path.go's probes.mu is a leaf. The device is never
+	// called with mu held; Bind calls under mu (Learn, SetPath) change
+	// tables, but SetPath may send a held handshake: left for the path
+	// engine to move out.
 	applyMu sync.Mutex // serializes applyPeers: one device configuration at a time
 	mu      sync.Mutex
 	net     *config.Network      // guarded by mu
 	peers   map[key.Public]*peer // trusted peers other than self; guarded by mu
+	probes  probes               // path probes out (path.go)
 
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
@@ -106,14 +110,8 @@ type Node struct {
 
 // peer is the node's view of one trusted peer. Guarded by Node.mu.
 type peer struct {
-	cfg       config.Node
-	direct    netip.AddrPort // current direct path; invalid if none
-	confirmed time.Time      // last authenticated message from direct
-	nextTry   time.Time      // when to look for a path again
-	backoff   time.Duration
-	trying    bool
-	relayed   bool   // packets go through nd.relayClient
-	why       string // why there is no path, for `wh show`
+	cfg  config.Node
+	path // see path.go
 }
 
 // New starts a node for network n with private key priv: it opens the
@@ -291,11 +289,17 @@ func (nd *Node) handleControl(msgs []tunnel.Control) {
 			continue // counted by the codec
 		}
 		src := c.Src
+		if pong, ok := m.(wire.Pong); ok {
+			if pr := nd.probes.answer(from, src, pong.TxID); pr != nil {
+				nd.pathVerified(pr.peer, pr.addr)
+				continue // our path probe, no DHT query
+			}
+		}
 		if r, ok := m.(wire.Relayed); ok {
 			// From any relay (see package relay), for trusted peers only.
 			// A burst comes from one relay for one peer: look it up once.
 			if !run.valid || run.relay != from || run.addr != src || run.peer != r.Src {
-				nd.observe(from, src)
+				nd.observe(from, src, len(c.Pkt))
 				run = relayedRun{relay: from, addr: src, peer: r.Src, trusted: nd.relayedFrom(r.Src, from, src), valid: true}
 			}
 			if run.trusted {
@@ -303,7 +307,7 @@ func (nd *Node) handleControl(msgs []tunnel.Control) {
 			}
 			continue
 		}
-		nd.observe(from, src)
+		nd.observe(from, src, len(c.Pkt))
 		switch m := m.(type) {
 		case wire.Pong:
 			// Only the DHT knows whether the pong answers one of our
@@ -435,32 +439,31 @@ func (nd *Node) onPong(from key.Public, observed netip.AddrPort) {
 	}
 }
 
-// observe learns from an authenticated message: a trusted peer is at src.
-// Every new direct path starts this way (a probe's ping, or its pong), so
-// the Bind learns the address before WireGuard's first packet from it.
-func (nd *Node) observe(from key.Public, src netip.AddrPort) {
+// observe learns from an authenticated message of n bytes: a trusted
+// peer is at src. From the direct path, it confirms the path; from
+// another address, it makes the node ask the peer there (ask): the path
+// moves only when the peer answers from there.
+func (nd *Node) observe(from key.Public, src netip.AddrPort, n int) {
 	nd.mu.Lock()
-	defer nd.mu.Unlock()
 	p, ok := nd.peers[from]
-	if !ok {
-		return
+	same := ok && p.direct == src
+	if same {
+		p.confirmed = time.Now()
 	}
-	now := time.Now()
-	if p.direct == src {
-		p.confirmed = now
-		return
-	}
-	// Move to the new address if we have none or ours went quiet.
-	if !p.direct.IsValid() || now.Sub(p.confirmed) > 2*probeWait {
-		nd.setDirectLocked(p, src, now)
+	nd.mu.Unlock()
+	if ok && !same {
+		nd.ask(from, src, n)
 	}
 }
 
+// setDirectLocked makes addr, verified by a probe, p's path. nd.mu must
+// be held.
 func (nd *Node) setDirectLocked(p *peer, addr netip.AddrPort, now time.Time) {
 	if p.direct.IsValid() && p.direct != addr {
 		nd.bind.Forget(p.direct)
 	}
 	p.direct, p.confirmed, p.why = addr, now, ""
+	p.rxAt = time.Time{} // the new path shows its own traffic
 	p.backoff = 0
 	if p.relayed {
 		p.relayed = false
@@ -568,15 +571,16 @@ func (nd *Node) bootstrap(ctx context.Context) {
 
 // maintain starts a path search for every trusted peer that needs one.
 func (nd *Node) maintain(ctx context.Context) {
-	hs := nd.handshakes()
+	st := nd.devPeers()
 	now := time.Now()
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
 	for k, p := range nd.peers {
+		p.noteRx(st[k].RxBytes, now)
 		if p.trying || now.Before(p.nextTry) {
 			continue
 		}
-		if p.direct.IsValid() && (now.Sub(hs[k]) < pathStale || now.Sub(p.confirmed) < pathStale) {
+		if p.working(now) || p.direct.IsValid() && (now.Sub(st[k].LastHandshake) < pathStale || now.Sub(p.confirmed) < pathStale) {
 			continue
 		}
 		p.trying = true
@@ -587,12 +591,22 @@ func (nd *Node) maintain(ctx context.Context) {
 // handshakes returns the time of each peer's last WireGuard handshake.
 func (nd *Node) handshakes() map[key.Public]time.Time {
 	out := make(map[key.Public]time.Time)
+	for k, s := range nd.devPeers() {
+		out[k] = s.LastHandshake
+	}
+	return out
+}
+
+// devPeers returns what the device says of each peer: its last handshake
+// and the bytes received from it.
+func (nd *Node) devPeers() map[key.Public]tunnel.PeerStatus {
+	out := make(map[key.Public]tunnel.PeerStatus)
 	if nd.dev == nil {
 		return out
 	}
 	ps, _ := nd.dev.Peers()
 	for _, s := range ps {
-		out[s.Key] = s.LastHandshake
+		out[s.Key] = s
 	}
 	return out
 }
@@ -600,8 +614,8 @@ func (nd *Node) handshakes() map[key.Public]time.Time {
 // connect looks for a path to peer k. Its configured endpoint and a
 // public address from the DHT are probed with pings; a peer behind NAT is
 // punched through the node that keeps it alive (its Via). The first
-// answer wins: observe sets the path when the pong arrives, or the
-// puncher returns the address.
+// answer wins: every probe is probePath's, whose answer sets the path
+// (pathVerified).
 func (nd *Node) connect(ctx context.Context, k key.Public) {
 	nd.mu.Lock()
 	p := nd.peers[k]
@@ -631,7 +645,7 @@ func (nd *Node) connect(ctx context.Context, k key.Public) {
 	if !natted {
 		for _, a := range uniq(cands) {
 			pctx, cancel := context.WithTimeout(ctx, probeWait)
-			_, err := nd.dht.Ping(pctx, dht.Contact{Key: k, Addr: a})
+			err := nd.probePath(pctx, k, a)
 			cancel()
 			if err == nil {
 				found = a
@@ -661,8 +675,8 @@ func (nd *Node) connect(ctx context.Context, k key.Public) {
 	defer nd.mu.Unlock()
 	p.trying = false
 	if found.IsValid() {
-		if p.direct != found {
-			nd.setDirectLocked(p, found, time.Now())
+		if now := time.Now(); p.direct != found && p.mayMove(found, now) {
+			nd.setDirectLocked(p, found, now)
 		}
 		return
 	}

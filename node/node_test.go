@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -268,6 +269,11 @@ func newStranger(t *testing.T) *stranger {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return speakAs(t, k)
+}
+
+// speakAs returns a socket of its own that speaks with key k.
+func speakAs(t *testing.T, k key.Private) *stranger {
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
@@ -275,6 +281,8 @@ func newStranger(t *testing.T) *stranger {
 	t.Cleanup(func() { c.Close() })
 	return &stranger{t: t, codec: wire.NewCodec(k, "test", 4), conn: c}
 }
+
+func (s *stranger) addr() netip.AddrPort { return s.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
 
 func (s *stranger) send(to *Node, m wire.Message) int {
 	s.t.Helper()
@@ -288,12 +296,20 @@ func (s *stranger) send(to *Node, m wire.Message) int {
 	return len(pkt)
 }
 
+// received is a message the stranger got, with its packet's size.
+type received struct {
+	m    wire.Message
+	size int
+}
+
 // sync pings to and waits for its pong: everything sent before has been
-// handled (one socket, one receive goroutine, in order).
-func (s *stranger) sync(to *Node) {
+// handled (one socket, one receive goroutine, in order). It returns what
+// else came meanwhile.
+func (s *stranger) sync(to *Node) []received {
 	s.t.Helper()
-	txid := uint64(0x5eed)
+	txid := rand.Uint64()
 	s.send(to, wire.Ping{TxID: txid})
+	var got []received
 	buf := make([]byte, 2048)
 	for {
 		s.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -303,9 +319,127 @@ func (s *stranger) sync(to *Node) {
 		}
 		if _, m, err := s.codec.Open(buf[:n]); err == nil {
 			if p, ok := m.(wire.Pong); ok && p.TxID == txid {
-				return
+				return got
 			}
+			got = append(got, received{m, n})
 		}
+	}
+}
+
+// pings returns the Pings among ms.
+func pings(ms []received) []received {
+	var out []received
+	for _, r := range ms {
+		if _, ok := r.m.(wire.Ping); ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (nd *Node) pathOf(k key.Public) path {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return nd.peers[k].path
+}
+
+// TestPathMovesOnlyAfterOurProbe: a trusted peer's message from a new
+// address does not move its path: the node pings the peer there (no
+// larger than the message), and only the peer's answer from there, to
+// that ping, moves it. A path that WireGuard traffic shows to be working
+// is not left, nor even probed away from.
+func TestPathMovesOnlyAfterOurProbe(t *testing.T) {
+	tn := newTestNet(t, "boot", "a", "b")
+	a := tn.start("a", tn.config("a", "b"))
+	kb := tn.keys["b"].Public()
+	f := speakAs(t, tn.keys["b"]) // b, or whoever forwards b's packets, at f
+	g := speakAs(t, tn.keys["b"]) // and at g
+
+	sent := f.send(a, wire.Ping{TxID: 1})
+	asked := pings(f.sync(a))
+	if len(asked) == 0 {
+		t.Fatal("a message from a new address: no probe")
+	}
+	for _, r := range asked {
+		if r.size > sent {
+			t.Errorf("probe of %d bytes for a message of %d", r.size, sent)
+		}
+	}
+	if p := a.pathOf(kb); p.direct.IsValid() {
+		t.Fatalf("path moved to %v before any answer", p.direct)
+	}
+	probe := asked[0].m.(wire.Ping)
+
+	// Answers that are not ours: another txid, or from another address.
+	f.send(a, wire.Pong{TxID: probe.TxID + 1, Observed: f.addr()})
+	f.sync(a)
+	g.send(a, wire.Pong{TxID: probe.TxID, Observed: g.addr()})
+	g.sync(a)
+	if p := a.pathOf(kb); p.direct.IsValid() {
+		t.Fatalf("path moved to %v on a pong that answers no probe of ours from there", p.direct)
+	}
+	f.send(a, wire.Pong{TxID: probe.TxID, Observed: f.addr()})
+	f.sync(a)
+	if p := a.pathOf(kb); p.direct != f.addr() {
+		t.Fatalf("path %v after b answered from %v", p.direct, f.addr())
+	}
+
+	// WireGuard traffic arrives on the path: g can neither take it nor
+	// get probed, even once the control messages are quiet.
+	a.mu.Lock()
+	p := a.peers[kb]
+	p.confirmed = time.Now().Add(-time.Minute)
+	p.rxAt = time.Now()
+	a.mu.Unlock()
+	g.send(a, wire.Ping{TxID: 2})
+	if got := pings(g.sync(a)); len(got) != 0 {
+		t.Errorf("probed g away from a working path: %+v", got)
+	}
+	a.pathVerified(kb, g.addr())
+	if p := a.pathOf(kb); p.direct != f.addr() {
+		t.Fatalf("left a working path for %v", p.direct)
+	}
+
+	// Once the path is quiet, g is probed, and its answer moves the path.
+	a.mu.Lock()
+	p.confirmed, p.rxAt, p.asking = time.Now().Add(-time.Minute), time.Now().Add(-time.Minute), time.Time{}
+	a.mu.Unlock()
+	g.send(a, wire.Ping{TxID: 3})
+	asked = pings(g.sync(a))
+	if len(asked) != 1 {
+		t.Fatalf("%d probes of g on a quiet path, want 1", len(asked))
+	}
+	g.send(a, wire.Pong{TxID: asked[0].m.(wire.Ping).TxID, Observed: g.addr()})
+	g.sync(a)
+	if p := a.pathOf(kb); p.direct != g.addr() {
+		t.Fatalf("path %v, want g's %v", p.direct, g.addr())
+	}
+}
+
+// TestPathWorking: WireGuard traffic keeps a direct path working for
+// wgQuiet, control messages for ctlQuiet; traffic counts only while the
+// path is direct.
+func TestPathWorking(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	d, e := netip.MustParseAddrPort("192.0.2.1:1"), netip.MustParseAddrPort("192.0.2.2:1")
+	var p path
+	p.noteRx(100, now)
+	if p.working(now) || !p.mayMove(d, now) || !p.rxAt.IsZero() {
+		t.Fatalf("no path: %+v", p)
+	}
+	p.direct = d
+	p.noteRx(200, now)
+	if !p.working(now) || p.mayMove(e, now) || !p.mayMove(d, now) {
+		t.Errorf("traffic just came: working %v, may move %v", p.working(now), p.mayMove(e, now))
+	}
+	later := now.Add(wgQuiet)
+	p.noteRx(200, later) // nothing new
+	if p.working(later) || !p.mayMove(e, later) {
+		t.Errorf("quiet for %v: still working", wgQuiet)
+	}
+	p.confirmed = later
+	if !p.working(later.Add(ctlQuiet-1)) || p.working(later.Add(ctlQuiet)) {
+		t.Errorf("a control message keeps the path working for %v only", ctlQuiet)
 	}
 }
 

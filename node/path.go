@@ -1,0 +1,224 @@
+package node
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/whnet/wh/key"
+	"github.com/whnet/wh/wire"
+)
+
+// A trusted peer's path is decided here: which way its packets go (direct
+// to an address, through a relay, or nowhere yet), what shows that the
+// way works, and when it may change. The rules:
+//
+//   - A path becomes direct at an address only after an exchange this
+//     node started: a ping with a fresh txid, answered from that address
+//     by the peer's key (probePath, pathVerified). An authenticated
+//     message from a new address only makes the node ask (observe), with
+//     one ping no larger than that message, one at a time per peer.
+//   - A direct path that works is never left for another: WireGuard
+//     traffic from the peer within wgQuiet, or a control message from the
+//     path within ctlQuiet, shows that it works (path.working).
+//
+// Locks: the path lives in its peer, guarded by Node.mu. probes.mu is a
+// leaf, taken with or without Node.mu, never the other way round.
+
+// Quiet times after which a direct path no longer counts as working.
+const (
+	// wgQuiet is longer than the persistent keepalive (25 s), so that an
+	// idle path that works always shows traffic.
+	wgQuiet = natKeepalive + 5*time.Second
+	// ctlQuiet is for the control messages that come from the path.
+	ctlQuiet = 2 * probeWait
+)
+
+// path is one peer's path. Guarded by Node.mu.
+type path struct {
+	direct    netip.AddrPort // current direct path; invalid if none
+	confirmed time.Time      // last authenticated control message from direct
+	relayed   bool           // packets go through nd.relayClient
+	trying    bool           // a path search (connect) runs
+	nextTry   time.Time      // when to look for a path again
+	backoff   time.Duration
+	why       string // why there is no path, for `wh show`
+
+	rx   uint64    // the device's bytes received from the peer, at rxAt
+	rxAt time.Time // when rx last grew while the path was direct: WireGuard traffic arrived
+
+	asking time.Time // until when observe's probe of a new address is out
+}
+
+// working reports whether the direct path shows, by WireGuard traffic or
+// control messages, that it works.
+func (p *path) working(now time.Time) bool {
+	return p.direct.IsValid() && (now.Sub(p.rxAt) < wgQuiet || now.Sub(p.confirmed) < ctlQuiet)
+}
+
+// mayMove reports whether the path may become direct at addr, which a
+// probe of ours has verified.
+func (p *path) mayMove(addr netip.AddrPort, now time.Time) bool {
+	return p.direct == addr || !p.working(now)
+}
+
+// noteRx records the device's count of bytes received from the peer.
+func (p *path) noteRx(rx uint64, now time.Time) {
+	if rx != p.rx {
+		p.rx = rx
+		if p.direct.IsValid() {
+			p.rxAt = now
+		}
+	}
+}
+
+// pathVerified is told that peer k answered our probe at addr: the path
+// becomes direct there, unless a working one would be left.
+func (nd *Node) pathVerified(k key.Public, addr netip.AddrPort) {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	p, ok := nd.peers[k]
+	if !ok {
+		return
+	}
+	now := time.Now()
+	switch {
+	case p.direct == addr:
+		p.confirmed = now
+	case p.mayMove(addr, now):
+		nd.setDirectLocked(p, addr, now)
+	default:
+		nd.log.Debug("path: keeping the working one", "peer", name(p.cfg), "direct", p.direct, "answered", addr)
+	}
+}
+
+// pingSize is the size of a probe: a sealed wire.Ping.
+var pingSize = func() int {
+	b, _ := wire.Ping{}.AppendBinary(nil)
+	return wire.Overhead + len(b)
+}()
+
+// ask probes peer k at addr, where an authenticated message of n bytes
+// came from, if the path could move there: one ping, no larger than the
+// message, one at a time per peer. The pong, if it comes, goes to
+// pathVerified. It does not block (it runs on the receive goroutine).
+func (nd *Node) ask(k key.Public, addr netip.AddrPort, n int) {
+	if n < pingSize {
+		return
+	}
+	now := time.Now()
+	nd.mu.Lock()
+	p, ok := nd.peers[k]
+	ask := ok && p.direct != addr && p.mayMove(addr, now) && now.After(p.asking)
+	if ask {
+		p.asking = now.Add(probeWait)
+	}
+	nd.mu.Unlock()
+	if !ask {
+		return
+	}
+	txid, _, ok := nd.probes.add(k, addr, now.Add(probeWait))
+	if !ok {
+		return
+	}
+	if err := nd.Send(k, addr, wire.Ping{TxID: txid, NAT: nd.behindNAT()}); err != nil {
+		nd.probes.remove(txid)
+	}
+}
+
+// probePath pings peer k at addr and waits for the pong from there, by
+// k's key, until ctx is done; an answer goes to pathVerified too.
+func (nd *Node) probePath(ctx context.Context, k key.Public, addr netip.AddrPort) error {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(probeWait)
+	}
+	txid, pr, ok := nd.probes.add(k, addr, deadline)
+	if !ok {
+		return errProbesFull
+	}
+	defer nd.probes.remove(txid)
+	if err := nd.Send(k, addr, wire.Ping{TxID: txid, NAT: nd.behindNAT()}); err != nil {
+		return err
+	}
+	select {
+	case <-pr.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// maxProbes bounds the path probes out at once.
+const maxProbes = 1024
+
+type probeError string
+
+func (e probeError) Error() string { return string(e) }
+
+const errProbesFull = probeError("node: too many path probes out")
+
+// probes are the path probes out, by txid.
+type probes struct {
+	mu sync.Mutex            // a leaf lock
+	m  map[uint64]*pathProbe // guarded by mu
+}
+
+type pathProbe struct {
+	peer     key.Public
+	addr     netip.AddrPort
+	deadline time.Time
+	done     chan struct{} // closed when answered
+}
+
+// add registers a probe of peer at addr, answerable until deadline, and
+// returns its txid. It refuses when maxProbes are out (expired ones are
+// dropped first).
+func (ps *probes) add(peer key.Public, addr netip.AddrPort, deadline time.Time) (uint64, *pathProbe, bool) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.m == nil {
+		ps.m = make(map[uint64]*pathProbe)
+	}
+	if len(ps.m) >= maxProbes {
+		now := time.Now()
+		for id, pr := range ps.m {
+			if now.After(pr.deadline) {
+				delete(ps.m, id)
+			}
+		}
+		if len(ps.m) >= maxProbes {
+			return 0, nil, false
+		}
+	}
+	txid := rand.Uint64()
+	for ps.m[txid] != nil {
+		txid = rand.Uint64()
+	}
+	pr := &pathProbe{peer: peer, addr: addr, deadline: deadline, done: make(chan struct{})}
+	ps.m[txid] = pr
+	return txid, pr, true
+}
+
+// answer takes the probe a pong answers: one with its txid, to the
+// pong's sender, at the address the pong came from, in time. It returns
+// nil for any other pong (the DHT's, or a forgery).
+func (ps *probes) answer(from key.Public, src netip.AddrPort, txid uint64) *pathProbe {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	pr := ps.m[txid]
+	if pr == nil || pr.peer != from || pr.addr != src || time.Now().After(pr.deadline) {
+		return nil
+	}
+	delete(ps.m, txid)
+	close(pr.done)
+	return pr
+}
+
+func (ps *probes) remove(txid uint64) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	delete(ps.m, txid)
+}
