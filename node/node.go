@@ -304,6 +304,7 @@ func (nd *Node) handleControl(msgs []tunnel.Control) {
 			}
 			if run.trusted {
 				c.Relayed, c.Peer = r.Payload, r.Src
+				nd.relayClient.Delivered(r.Src, r.Payload) // judges our relay to the peer
 			}
 			continue
 		}
