@@ -464,7 +464,7 @@ func (nd *Node) setDirectLocked(p *peer, addr netip.AddrPort, now time.Time) {
 		nd.bind.Forget(p.direct)
 	}
 	p.direct, p.confirmed, p.why = addr, now, ""
-	p.rxAt = time.Time{} // the new path shows its own traffic
+	p.since = now // traffic before now was on another path
 	p.backoff = 0
 	if p.relayed {
 		p.relayed = false
@@ -572,16 +572,16 @@ func (nd *Node) bootstrap(ctx context.Context) {
 
 // maintain starts a path search for every trusted peer that needs one.
 func (nd *Node) maintain(ctx context.Context) {
-	st := nd.devPeers()
+	hs := nd.handshakes()
 	now := time.Now()
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
 	for k, p := range nd.peers {
-		p.noteRx(st[k].RxBytes, now)
 		if p.trying || now.Before(p.nextTry) {
 			continue
 		}
-		if p.working(now) || p.direct.IsValid() && (now.Sub(st[k].LastHandshake) < pathStale || now.Sub(p.confirmed) < pathStale) {
+		nd.refreshLocked(p)
+		if p.working(now) || p.direct.IsValid() && (now.Sub(hs[k]) < pathStale || now.Sub(p.confirmed) < pathStale) {
 			continue
 		}
 		p.trying = true
@@ -592,22 +592,12 @@ func (nd *Node) maintain(ctx context.Context) {
 // handshakes returns the time of each peer's last WireGuard handshake.
 func (nd *Node) handshakes() map[key.Public]time.Time {
 	out := make(map[key.Public]time.Time)
-	for k, s := range nd.devPeers() {
-		out[k] = s.LastHandshake
-	}
-	return out
-}
-
-// devPeers returns what the device says of each peer: its last handshake
-// and the bytes received from it.
-func (nd *Node) devPeers() map[key.Public]tunnel.PeerStatus {
-	out := make(map[key.Public]tunnel.PeerStatus)
 	if nd.dev == nil {
 		return out
 	}
 	ps, _ := nd.dev.Peers()
 	for _, s := range ps {
-		out[s.Key] = s
+		out[s.Key] = s.LastHandshake
 	}
 	return out
 }

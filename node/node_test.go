@@ -386,10 +386,14 @@ func TestPathMovesOnlyAfterOurProbe(t *testing.T) {
 
 	// WireGuard traffic arrives on the path: g can neither take it nor
 	// get probed, even once the control messages are quiet.
+	wg := make([]byte, 100)
+	wg[0] = 4 // a transport message, as far as the Bind can tell
+	if _, err := f.conn.WriteToUDPAddrPort(wg, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), a.Port())); err != nil {
+		t.Fatal(err)
+	}
 	a.mu.Lock()
 	p := a.peers[kb]
 	p.confirmed = time.Now().Add(-time.Minute)
-	p.rxAt = time.Now()
 	a.mu.Unlock()
 	g.send(a, wire.Ping{TxID: 2})
 	if got := pings(g.sync(a)); len(got) != 0 {
@@ -401,8 +405,10 @@ func TestPathMovesOnlyAfterOurProbe(t *testing.T) {
 	}
 
 	// Once the path is quiet, g is probed, and its answer moves the path.
+	// (Quiet for wgQuiet, as far as the path can tell: the traffic so far
+	// is older than the path.)
 	a.mu.Lock()
-	p.confirmed, p.rxAt, p.asking = time.Now().Add(-time.Minute), time.Now().Add(-time.Minute), time.Time{}
+	p.confirmed, p.since, p.asking = time.Now().Add(-time.Minute), time.Now(), time.Time{}
 	a.mu.Unlock()
 	g.send(a, wire.Ping{TxID: 3})
 	asked = pings(g.sync(a))
@@ -416,42 +422,29 @@ func TestPathMovesOnlyAfterOurProbe(t *testing.T) {
 	}
 }
 
-// TestPathWorking: WireGuard traffic keeps a direct path working for
-// wgQuiet, control messages for ctlQuiet; traffic counts only while the
-// path is direct.
+// TestPathWorking: WireGuard traffic on the path keeps it working for
+// wgQuiet, control messages for ctlQuiet; traffic from before the path
+// (on the one it replaced) does not count.
 func TestPathWorking(t *testing.T) {
 	now := time.Unix(1e9, 0)
 	d, e := netip.MustParseAddrPort("192.0.2.1:1"), netip.MustParseAddrPort("192.0.2.2:1")
-	var p path
-	p.noteRx(100, now)
-	if p.working(now) || !p.mayMove(d, now) || !p.rxAt.IsZero() {
-		t.Fatalf("no path: %+v", p)
+	p := path{wgAt: now}
+	if p.working(now) || !p.mayMove(d, now) {
+		t.Fatalf("no path: working")
 	}
-	p.direct = d
-	p.noteRx(200, now)
-	if !p.working(now) || p.mayMove(e, now) || !p.mayMove(d, now) {
-		t.Errorf("traffic just came: working %v, may move %v", p.working(now), p.mayMove(e, now))
+	p.direct, p.since = d, now
+	if p.working(now) || !p.mayMove(e, now) {
+		t.Errorf("traffic from before the path counted")
 	}
-	later := now.Add(wgQuiet)
-	p.noteRx(200, later) // nothing new
-	if p.working(later) || !p.mayMove(e, later) {
+	p.wgAt = now.Add(time.Second)
+	if at := now.Add(time.Second); !p.working(at) || p.mayMove(e, at) || !p.mayMove(d, at) {
+		t.Errorf("traffic just came: working %v, may move %v", p.working(at), p.mayMove(e, at))
+	}
+	if later := p.wgAt.Add(wgQuiet); p.working(later) || !p.mayMove(e, later) {
 		t.Errorf("quiet for %v: still working", wgQuiet)
 	}
-	p.confirmed = later
-	if !p.working(later.Add(ctlQuiet-1)) || p.working(later.Add(ctlQuiet)) {
+	p.wgAt, p.confirmed = time.Time{}, now
+	if !p.working(now.Add(ctlQuiet-1)) || p.working(now.Add(ctlQuiet)) {
 		t.Errorf("a control message keeps the path working for %v only", ctlQuiet)
-	}
-}
-
-// TestUnsolicitedPong: a pong that answers no ping of the node's is no
-// observation of its NAT: anyone can send one.
-func TestUnsolicitedPong(t *testing.T) {
-	tn := newTestNet(t, "boot", "a")
-	a := tn.start("a", tn.config("a"))
-	s := newStranger(t)
-	s.send(a, wire.Pong{TxID: 42, Observed: netip.MustParseAddrPort("192.0.2.66:1")})
-	s.sync(a)
-	if obs := a.det.Observations(); len(obs) != 0 {
-		t.Errorf("an unsolicited pong was observed: %+v", obs)
 	}
 }

@@ -21,8 +21,9 @@ import (
 //     message from a new address only makes the node ask (observe), with
 //     one ping no larger than that message, one at a time per peer.
 //   - A direct path that works is never left for another: WireGuard
-//     traffic from the peer within wgQuiet, or a control message from the
-//     path within ctlQuiet, shows that it works (path.working).
+//     traffic from its address within wgQuiet (tunnel.Bind.LastDirect),
+//     or a control message from it within ctlQuiet, shows that it works
+//     (path.working).
 //
 // Locks: the path lives in its peer, guarded by Node.mu. probes.mu is a
 // leaf, taken with or without Node.mu, never the other way round.
@@ -46,8 +47,8 @@ type path struct {
 	backoff   time.Duration
 	why       string // why there is no path, for `wh show`
 
-	rx   uint64    // the device's bytes received from the peer, at rxAt
-	rxAt time.Time // when rx last grew while the path was direct: WireGuard traffic arrived
+	since time.Time // when direct was set
+	wgAt  time.Time // last WireGuard packet from a learned address of the peer (Bind.LastDirect)
 
 	asking time.Time // until when observe's probe of a new address is out
 }
@@ -55,7 +56,8 @@ type path struct {
 // working reports whether the direct path shows, by WireGuard traffic or
 // control messages, that it works.
 func (p *path) working(now time.Time) bool {
-	return p.direct.IsValid() && (now.Sub(p.rxAt) < wgQuiet || now.Sub(p.confirmed) < ctlQuiet)
+	wg := p.wgAt.After(p.since) && now.Sub(p.wgAt) < wgQuiet // traffic on this path, not the one before
+	return p.direct.IsValid() && (wg || now.Sub(p.confirmed) < ctlQuiet)
 }
 
 // mayMove reports whether the path may become direct at addr, which a
@@ -64,14 +66,10 @@ func (p *path) mayMove(addr netip.AddrPort, now time.Time) bool {
 	return p.direct == addr || !p.working(now)
 }
 
-// noteRx records the device's count of bytes received from the peer.
-func (p *path) noteRx(rx uint64, now time.Time) {
-	if rx != p.rx {
-		p.rx = rx
-		if p.direct.IsValid() {
-			p.rxAt = now
-		}
-	}
+// refreshLocked reads when the peer's direct path last carried WireGuard
+// traffic. nd.mu must be held.
+func (nd *Node) refreshLocked(p *peer) {
+	p.wgAt = nd.bind.LastDirect(p.cfg.Key)
 }
 
 // pathVerified is told that peer k answered our probe at addr: the path
@@ -84,6 +82,7 @@ func (nd *Node) pathVerified(k key.Public, addr netip.AddrPort) {
 		return
 	}
 	now := time.Now()
+	nd.refreshLocked(p)
 	switch {
 	case p.direct == addr:
 		p.confirmed = now
@@ -111,6 +110,9 @@ func (nd *Node) ask(k key.Public, addr netip.AddrPort, n int) {
 	now := time.Now()
 	nd.mu.Lock()
 	p, ok := nd.peers[k]
+	if ok {
+		nd.refreshLocked(p)
+	}
 	ask := ok && p.direct != addr && p.mayMove(addr, now) && now.After(p.asking)
 	if ask {
 		p.asking = now.Add(probeWait)
