@@ -400,3 +400,59 @@ func TestPunchLossy(t *testing.T) {
 		})
 	}
 }
+
+// TestForgedPunchFrom: a DHT node that can reach a NATed node (it was
+// pinged by it) sends it PunchFroms naming the node's trusted peer, with
+// a victim's address: not one probe goes anywhere, to the victim least.
+func TestForgedPunchFrom(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLab(t, 3)
+		a := l.node("a", "restricted")
+		b := l.node("b", "restricted")
+		a.trust(b)
+		b.trust(a)
+		victim := l.inet.AddHost(ip("192.0.2.99"))
+		vc, err := victim.ListenUDP(53)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hits atomic.Int64
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				if _, _, err := vc.ReadFromUDPAddrPort(buf); err != nil {
+					return
+				}
+				hits.Add(1)
+			}
+		}()
+		t.Cleanup(func() { vc.Close() })
+
+		evil := l.stun // b pinged it when it joined: it reaches b
+		at := netip.AddrPortFrom(victim.Addrs()[0], 53)
+		own, err := evil.punch.offer(b.pub, evil.pub, wire.PunchOffer{TxID: 1, Candidates: []netip.AddrPort{at}}, 900)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, m := range []wire.PunchFrom{
+			{TxID: 1, From: a.pub, Observed: at},                           // no offer
+			{TxID: 1, From: a.pub, Observed: at, Offer: make([]byte, 600)}, // junk
+			{TxID: 1, From: a.pub, Observed: at, Offer: own.Offer},         // evil's own offer
+			{TxID: 1, From: evil.pub, Observed: at, Offer: own.Offer},      // evil is not trusted
+		} {
+			if err := evil.conn.Send(b.pub, b.ext, m); err != nil {
+				t.Fatalf("send %d: %v", i, err)
+			}
+			time.Sleep(2 * DefaultPunchTimeout)
+		}
+		if n := hits.Load(); n != 0 {
+			t.Errorf("the victim got %d packets", n)
+		}
+		if n := b.pings.Load(); n != 0 {
+			t.Errorf("b probed %d times", n)
+		}
+		if s := b.punch.Stats(); s.Forged != 3 || s.Untrusted != 1 {
+			t.Errorf("b's stats %+v, want 3 forged and 1 untrusted", s)
+		}
+	})
+}
