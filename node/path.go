@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"net/netip"
 	"sync"
@@ -156,11 +157,7 @@ func (nd *Node) probePath(ctx context.Context, k key.Public, addr netip.AddrPort
 // maxProbes bounds the path probes out at once.
 const maxProbes = 1024
 
-type probeError string
-
-func (e probeError) Error() string { return string(e) }
-
-const errProbesFull = probeError("node: too many path probes out")
+var errProbesFull = errors.New("node: too many path probes out")
 
 // probes are the path probes out, by txid.
 type probes struct {
