@@ -161,8 +161,9 @@ type Puncher struct {
 // A session probes one peer's candidates until one answers. Its probes
 // go to addresses that have not answered yet, so each is paid for from
 // its credit: the bytes of the PunchFroms that brought the peer's offers,
-// and, for a Punch this node started, a round of probes per Interval of
-// the candidates its caller gave.
+// and, for a Punch this node started, punchSends probes of each candidate
+// its caller gave (addresses a lookup returned, which their senders may
+// have chosen: as many probes as Punches to the rendezvous).
 type session struct {
 	peer      key.Public
 	responder bool          // started by the peer's PunchFrom
@@ -262,7 +263,7 @@ func (p *Puncher) Punch(ctx context.Context, target key.Public, rendezvous dht.C
 		s = p.startLocked(target, false)
 	}
 	p.addLocked(s, own, targetCands...)
-	p.creditLocked(s, len(targetCands)*int(p.cfg.Timeout/p.cfg.Interval+1)*probeSize)
+	p.creditLocked(s, len(targetCands)*punchSends*probeSize)
 	p.mu.Unlock()
 
 	txid := rand.Uint64()
