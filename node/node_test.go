@@ -384,8 +384,8 @@ func TestPathMovesOnlyAfterOurProbe(t *testing.T) {
 		t.Fatalf("path %v after b answered from %v", p.direct, f.addr())
 	}
 
-	// WireGuard traffic arrives on the path: g can neither take it nor
-	// get probed, even once the control messages are quiet.
+	// WireGuard traffic arrives on the path: g cannot take it, even once
+	// the control messages are quiet.
 	wg := make([]byte, 100)
 	wg[0] = 4 // a transport message, as far as the Bind can tell
 	if _, err := f.conn.WriteToUDPAddrPort(wg, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), a.Port())); err != nil {
@@ -395,30 +395,69 @@ func TestPathMovesOnlyAfterOurProbe(t *testing.T) {
 	p := a.peers[kb]
 	p.confirmed = time.Now().Add(-time.Minute)
 	a.mu.Unlock()
-	g.send(a, wire.Ping{TxID: 2})
-	if got := pings(g.sync(a)); len(got) != 0 {
-		t.Errorf("probed g away from a working path: %+v", got)
-	}
-	a.pathVerified(kb, g.addr())
-	if p := a.pathOf(kb); p.direct != f.addr() {
-		t.Fatalf("left a working path for %v", p.direct)
-	}
-
-	// Once the path is quiet, g is probed, and its answer moves the path.
-	// (Quiet for wgQuiet, as far as the path can tell: the traffic so far
-	// is older than the path.)
-	a.mu.Lock()
-	p.confirmed, p.since, p.asking = time.Now().Add(-time.Minute), time.Now(), time.Time{}
-	a.mu.Unlock()
-	g.send(a, wire.Ping{TxID: 3})
+	sent = g.send(a, wire.Ping{TxID: 2})
 	asked = pings(g.sync(a))
-	if len(asked) != 1 {
-		t.Fatalf("%d probes of g on a quiet path, want 1", len(asked))
+	if len(asked) != 1 || asked[0].size > sent {
+		t.Fatalf("b spoke from g: %d probes, want one no larger than %d bytes", len(asked), sent)
 	}
+	// b answers at g: a pings b on the working path, b answers there,
+	// the path stays.
 	g.send(a, wire.Pong{TxID: asked[0].m.(wire.Ping).TxID, Observed: g.addr()})
 	g.sync(a)
-	if p := a.pathOf(kb); p.direct != g.addr() {
-		t.Fatalf("path %v, want g's %v", p.direct, g.addr())
+	check := f.expect(t, func(m wire.Message) bool { _, ok := m.(wire.Ping); return ok }).(wire.Ping)
+	f.send(a, wire.Pong{TxID: check.TxID, Observed: f.addr()})
+	f.sync(a)
+	for a.pathOf(kb).checking {
+		time.Sleep(time.Millisecond) // the check returns
+	}
+	if p := a.pathOf(kb); p.direct != f.addr() {
+		t.Fatalf("left a working path that answers for %v", p.direct)
+	}
+
+	// If b no longer answers on the working path (it restarted on
+	// another port), the path moves to where it answers.
+	a.mu.Lock()
+	p.kept = time.Time{} // checked long ago
+	a.mu.Unlock()
+	a.pathVerified(kb, g.addr())
+	f.expect(t, func(m wire.Message) bool { _, ok := m.(wire.Ping); return ok })
+	for deadline := time.Now().Add(20 * time.Second); a.pathOf(kb).direct != g.addr(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("still on %v, which does not answer", a.pathOf(kb).direct)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// Once the path is quiet (no traffic since it moved to g), f is
+	// probed when b speaks from there, and its answer moves the path.
+	a.mu.Lock()
+	p.confirmed, p.asking = time.Now().Add(-time.Minute), time.Time{}
+	a.mu.Unlock()
+	f.send(a, wire.Ping{TxID: 3})
+	asked = pings(f.sync(a))
+	if len(asked) != 1 {
+		t.Fatalf("%d probes of f on a quiet path, want 1", len(asked))
+	}
+	f.send(a, wire.Pong{TxID: asked[0].m.(wire.Ping).TxID, Observed: f.addr()})
+	f.sync(a)
+	if p := a.pathOf(kb); p.direct != f.addr() {
+		t.Fatalf("path %v, want f's %v", p.direct, f.addr())
+	}
+}
+
+// expect reads until a message that match accepts, and returns it.
+func (s *stranger) expect(t *testing.T, match func(wire.Message) bool) wire.Message {
+	t.Helper()
+	buf := make([]byte, 2048)
+	for {
+		s.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := s.conn.Read(buf)
+		if err != nil {
+			t.Fatalf("nothing expected came: %v", err)
+		}
+		if _, m, err := s.codec.Open(buf[:n]); err == nil && match(m) {
+			return m
+		}
 	}
 }
 

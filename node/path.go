@@ -24,7 +24,11 @@ import (
 //   - A direct path that works is never left for another: WireGuard
 //     traffic from its address within wgQuiet (tunnel.Bind.LastDirect),
 //     or a control message from it within ctlQuiet, shows that it works
-//     (path.working).
+//     (path.working). When the peer answers at another address meanwhile,
+//     the node pings it on the current path (checkPath): a peer that
+//     restarted on a new port, or whose NAT changed its mapping, no
+//     longer answers there, and the path moves; one that answers keeps
+//     it.
 //
 // Locks: the path lives in its peer, guarded by Node.mu. probes.mu is a
 // leaf, taken with or without Node.mu, never the other way round.
@@ -36,6 +40,12 @@ const (
 	wgQuiet = natKeepalive + 5*time.Second
 	// ctlQuiet is for the control messages that come from the path.
 	ctlQuiet = 2 * probeWait
+	// checkWait is how long checkPath waits for the current path to
+	// answer: under the Bind's 2 s window for sending a handshake message
+	// again on a new path, so that one lost on the dead path is not.
+	// Missing an answer that is merely slow only moves the path to
+	// another where the peer answered.
+	checkWait = time.Second
 )
 
 // path is one peer's path. Guarded by Node.mu.
@@ -51,7 +61,9 @@ type path struct {
 	since time.Time // when direct was set
 	wgAt  time.Time // last WireGuard packet from a learned address of the peer (Bind.LastDirect)
 
-	asking time.Time // until when observe's probe of a new address is out
+	asking   time.Time // until when observe's probe of a new address is out
+	checking bool      // checkPath runs
+	kept     time.Time // when checkPath last found the path answering
 }
 
 // working reports whether the direct path shows, by WireGuard traffic or
@@ -83,15 +95,48 @@ func (nd *Node) pathVerified(k key.Public, addr netip.AddrPort) {
 		return
 	}
 	now := time.Now()
+	p.asking = time.Time{} // answered: the next ask may go
 	nd.refreshLocked(p)
 	switch {
 	case p.direct == addr:
 		p.confirmed = now
 	case p.mayMove(addr, now):
 		nd.setDirectLocked(p, addr, now)
-	default:
-		nd.log.Debug("path: keeping the working one", "peer", name(p.cfg), "direct", p.direct, "answered", addr)
+	case !p.checking && now.Sub(p.kept) >= wgQuiet:
+		p.checking = true
+		old := p.direct
+		nd.wg.Go(func() { nd.checkPath(k, old, addr) })
 	}
+}
+
+// checkPath pings peer k on its working path old, as it answered at addr
+// too: if old does not answer, and no traffic came from it meanwhile, the
+// path moves to addr.
+func (nd *Node) checkPath(k key.Public, old, addr netip.AddrPort) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(nd.ctx, checkWait)
+	err := nd.probePath(ctx, k, old)
+	cancel()
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	p, ok := nd.peers[k]
+	if !ok {
+		return
+	}
+	p.checking = false
+	if err == nil {
+		p.kept = time.Now() // it answers there: the path stays
+		return
+	}
+	if p.direct != old || nd.ctx.Err() != nil {
+		return
+	}
+	nd.refreshLocked(p)
+	if p.wgAt.After(start) || p.confirmed.After(start) {
+		return
+	}
+	nd.log.Info("path: no answer on the working one", "peer", name(p.cfg), "direct", old, "to", addr)
+	nd.setDirectLocked(p, addr, time.Now())
 }
 
 // pingSize is the size of a probe: a sealed wire.Ping.
@@ -101,9 +146,9 @@ var pingSize = func() int {
 }()
 
 // ask probes peer k at addr, where an authenticated message of n bytes
-// came from, if the path could move there: one ping, no larger than the
-// message, one at a time per peer. The pong, if it comes, goes to
-// pathVerified. It does not block (it runs on the receive goroutine).
+// came from: one ping, no larger than the message, one at a time per
+// peer. The pong, if it comes, goes to pathVerified, which decides. It
+// does not block (it runs on the receive goroutine).
 func (nd *Node) ask(k key.Public, addr netip.AddrPort, n int) {
 	if n < pingSize {
 		return
@@ -111,10 +156,7 @@ func (nd *Node) ask(k key.Public, addr netip.AddrPort, n int) {
 	now := time.Now()
 	nd.mu.Lock()
 	p, ok := nd.peers[k]
-	if ok {
-		nd.refreshLocked(p)
-	}
-	ask := ok && p.direct != addr && p.mayMove(addr, now) && now.After(p.asking)
+	ask := ok && p.direct != addr && now.After(p.asking)
 	if ask {
 		p.asking = now.Add(probeWait)
 	}
