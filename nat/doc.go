@@ -71,5 +71,5 @@
 // a cooldown between sessions, and maxResponders such sessions at once.
 // An answered probe proves the peer's key at that address; whether the
 // path moves there is the node's decision (it does not leave a path that
-// WireGuard traffic shows to be working).
+// WireGuard traffic shows to be working while the peer answers there).
 package nat
