@@ -487,3 +487,42 @@ func TestPathWorking(t *testing.T) {
 		t.Errorf("a control message keeps the path working for %v only", ctlQuiet)
 	}
 }
+
+// endpointOf is the direct endpoint `wh show` gives for peer k.
+func endpointOf(nd *Node, k key.Public) string {
+	for _, p := range nd.Status(false).Peers {
+		if p.Key == k.String() {
+			return p.Endpoint
+		}
+	}
+	return ""
+}
+
+// TestNewAddressIsNoPath: one authenticated message from a trusted peer's
+// key at an address (the peer's, or a forwarder's who replays it there)
+// does not make that address the peer's path, before or after the path
+// has one.
+func TestNewAddressIsNoPath(t *testing.T) {
+	tn := newTestNet(t, "boot", "a", "b")
+	a := tn.start("a", tn.config("a", "b"))
+	kb := tn.keys["b"].Public()
+	f := speakAs(t, tn.keys["b"])
+	f.send(a, wire.Ping{TxID: 1})
+	f.sync(a)
+	if ep := endpointOf(a, kb); ep != "" {
+		t.Errorf("b's path is %s after one message from there, unanswered", ep)
+	}
+}
+
+// TestUnsolicitedPong: a pong that answers no ping of the node's is no
+// observation of its NAT: anyone can send one.
+func TestUnsolicitedPong(t *testing.T) {
+	tn := newTestNet(t, "boot", "a")
+	a := tn.start("a", tn.config("a"))
+	s := newStranger(t)
+	s.send(a, wire.Pong{TxID: 42, Observed: netip.MustParseAddrPort("192.0.2.66:1")})
+	s.sync(a)
+	if obs := a.det.Observations(); len(obs) != 0 {
+		t.Errorf("an unsolicited pong was observed: %+v", obs)
+	}
+}
