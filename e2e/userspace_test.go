@@ -60,7 +60,7 @@ func TestUserspace(t *testing.T) {
 	os.Chown(ukey, nobody, nobody)
 	os.Chmod(ukey, 0o600)
 
-	netConf := fmt.Sprintf("name us\nsubnet 10.81.0.0/24\nworkbit %d\nboot %s %s:62096\ntrust web %s\ntrust u %s\n",
+	netConf := fmt.Sprintf("name userland\nsubnet 10.81.0.0/24\nworkbit %d\nboot %s %s:62096\ntrust web %s\ntrust u %s\n",
 		wb, boot.pub(), boot.host.Addr, web.pub(), u.pub())
 	conf := filepath.Join(pub, "net.conf") // nobody's copy
 	writeFile(t, conf, netConf)

@@ -48,16 +48,28 @@ func (m Mapping) String() string {
 }
 
 // Info is what a Detector has learned about the node's NAT.
+//
+// A single peer can lie: whatever its pong says, one pong moves nothing.
+// The reflexive IP address of a family is the one the most peers agree
+// on, and it needs two (by IP address: keys are cheap, addresses less
+// so); a new address takes over once more peers report it than the old
+// one. The mapping needs two agreeing peers too, and one peer that
+// reports another port cannot make an endpoint-independent NAT look
+// endpoint-dependent.
 type Info struct {
-	// Reflexive are the node's addresses as its peers see them, newest
-	// first, without duplicates, IPv4 and IPv6.
+	// Reflexive are the node's addresses as its peers see them, on the
+	// agreed IP address of each family: IPv4 first, then IPv6, each the
+	// address the most peers saw first, without duplicates.
 	Reflexive []netip.AddrPort
 	// Mapping is the NAT's mapping behaviour, from the IPv4 observations
-	// (or IPv6 if there are none: NATs are an IPv4 affair).
+	// (or IPv6 if there are none: NATs are an IPv4 affair). Public
+	// (MappingNone) needs two peers that see the node at one of its own
+	// addresses; endpoint-independent two that see it at one reflexive
+	// address; endpoint-dependent two that see ports other than the
+	// most seen one, or three that each see another.
 	Mapping Mapping
-	// BehindNAT is set when the newest observation is not one of the
-	// node's own addresses. It needs one observation; Mapping needs two
-	// peers with different IP addresses.
+	// BehindNAT is set when the agreed reflexive address is not one of
+	// the node's own.
 	BehindNAT bool
 }
 
@@ -67,7 +79,7 @@ const (
 	// node refreshes its observations with every keepalive (25 s), a
 	// public node only when it announces itself (every 15 minutes).
 	DefaultObservationAge = 30 * time.Minute
-	// maxObservations bounds a Detector's memory: one per peer key.
+	// maxObservations bounds a Detector's memory: one per peer IP.
 	maxObservations = 16
 )
 
@@ -84,13 +96,14 @@ type DetectorConfig struct {
 
 // Detector learns the node's reflexive addresses and its NAT's mapping
 // behaviour from the pongs of DHT peers, a very light STUN: each pong says
-// which address the peer saw the ping come from. It is safe for concurrent
-// use.
+// which address the peer saw the ping come from. Feed it only pongs that
+// answer the node's own pings (dht.Config.OnPong): anyone can send a
+// pong. It is safe for concurrent use.
 type Detector struct {
 	cfg DetectorConfig // constant after NewDetector
 
 	mu  sync.Mutex
-	obs []observation // newest first, one per peer key, at most maxObservations; guarded by mu
+	obs []observation // newest first, one per peer key and per peer IP, at most maxObservations; guarded by mu
 }
 
 // An observation is one peer's view of the node.
@@ -110,10 +123,9 @@ func NewDetector(cfg DetectorConfig) *Detector {
 }
 
 // Observe records that the peer whose key is from, pinged at fromAddr,
-// saw the ping come from observed. It replaces the peer's earlier
-// observation. An observation in the same address family whose IP differs
-// from observed's is dropped: the node moved, or its NAT's address
-// changed.
+// saw the ping come from observed. It replaces the earlier observation of
+// the same key, and of the same peer IP: a host with many keys is one
+// source.
 func (d *Detector) Observe(from key.Public, fromAddr, observed netip.AddrPort) {
 	observed = unmap(observed)
 	if !observed.IsValid() || !fromAddr.IsValid() {
@@ -122,9 +134,7 @@ func (d *Detector) Observe(from key.Public, fromAddr, observed netip.AddrPort) {
 	o := observation{from: from, peer: fromAddr.Addr().Unmap(), observed: observed, at: time.Now()}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.obs = slices.DeleteFunc(d.obs, func(e observation) bool {
-		return e.from == from || e.observed.Addr().Is4() == observed.Addr().Is4() && e.observed.Addr() != observed.Addr()
-	})
+	d.obs = slices.DeleteFunc(d.obs, func(e observation) bool { return e.from == from || e.peer == o.peer })
 	d.obs = slices.Insert(d.obs, 0, o)
 	if len(d.obs) > maxObservations {
 		d.obs = d.obs[:maxObservations]
@@ -139,42 +149,81 @@ func (d *Detector) Info() Info {
 	obs := slices.Clone(d.obs)
 	d.mu.Unlock()
 
-	var info Info
-	for _, o := range obs {
-		if !slices.Contains(info.Reflexive, o.observed) {
-			info.Reflexive = append(info.Reflexive, o.observed)
-		}
+	v4 := slices.DeleteFunc(slices.Clone(obs), func(o observation) bool { return !o.observed.Addr().Is4() })
+	v6 := slices.DeleteFunc(obs, func(o observation) bool { return o.observed.Addr().Is4() })
+	on4, addrs4 := agreed(v4)
+	on6, addrs6 := agreed(v6)
+	info := Info{Reflexive: append(addrs4, addrs6...)}
+	on, addrs := on4, addrs4
+	if len(v4) == 0 {
+		on, addrs = on6, addrs6
 	}
-	fam := slices.DeleteFunc(slices.Clone(obs), func(o observation) bool { return !o.observed.Addr().Is4() })
-	if len(fam) == 0 {
-		fam = obs
-	}
-	if len(fam) == 0 {
+	if len(on) < 2 {
 		return info
 	}
-	if d.isLocal(fam[0].observed) {
+	// The sources on the agreed IP, by the port each saw.
+	top := addrs[0]
+	atTop := count(on, top)
+	others := len(on) - atTop
+	if d.isLocal(top) && atTop >= 2 {
 		info.Mapping = MappingNone
 		return info
 	}
 	info.BehindNAT = true
-	// The newest observation of each peer IP: a NAT that maps per
-	// destination address, not port, looks endpoint-independent to two
-	// peers on one IP.
-	var peers []netip.Addr
-	for _, o := range fam {
-		if slices.Contains(peers, o.peer) {
-			continue
-		}
-		peers = append(peers, o.peer)
-		if o.observed != fam[0].observed {
-			info.Mapping = MappingEndpointDependent
-			return info
-		}
-	}
-	if len(peers) >= 2 {
+	switch {
+	case others >= 2 || atTop == 1 && len(on) >= 3:
+		info.Mapping = MappingEndpointDependent
+	case atTop >= 2:
 		info.Mapping = MappingEndpointIndependent
 	}
 	return info
+}
+
+// agreed returns, of observations of one family (one per peer IP, newest
+// first), those on the IP address the most peers saw, if two or more
+// did, and the addresses they saw, the most seen first, then the newest.
+// Of two IPs seen by as many peers, the newer wins.
+func agreed(obs []observation) ([]observation, []netip.AddrPort) {
+	var best netip.Addr
+	n := 0
+	for _, o := range obs {
+		ip := o.observed.Addr()
+		if c := countIP(obs, ip); c > n {
+			best, n = ip, c
+		}
+	}
+	if n < 2 {
+		return nil, nil
+	}
+	on := slices.DeleteFunc(slices.Clone(obs), func(o observation) bool { return o.observed.Addr() != best })
+	var addrs []netip.AddrPort
+	for _, o := range on {
+		if !slices.Contains(addrs, o.observed) {
+			addrs = append(addrs, o.observed)
+		}
+	}
+	slices.SortStableFunc(addrs, func(a, b netip.AddrPort) int { return count(on, b) - count(on, a) })
+	return on, addrs
+}
+
+func countIP(obs []observation, ip netip.Addr) int {
+	n := 0
+	for _, o := range obs {
+		if o.observed.Addr() == ip {
+			n++
+		}
+	}
+	return n
+}
+
+func count(obs []observation, a netip.AddrPort) int {
+	n := 0
+	for _, o := range obs {
+		if o.observed == a {
+			n++
+		}
+	}
+	return n
 }
 
 func (d *Detector) isLocal(a netip.AddrPort) bool {

@@ -35,32 +35,45 @@ func TestDetector(t *testing.T) {
 		want Info
 	}{
 		{"nothing", nil, Info{}},
-		{"public_one_pong", []obs{{1, "", "192.168.1.10:62096"}},
+		{"public_one_pong", []obs{{1, "", "192.168.1.10:62096"}}, Info{}},
+		{"public", []obs{{1, "", "192.168.1.10:62096"}, {2, "", "192.168.1.10:62096"}},
 			Info{Reflexive: aps("192.168.1.10:62096"), Mapping: MappingNone}},
-		{"public_mapped_v6", []obs{{1, "", "[::ffff:192.168.1.10]:62096"}},
+		{"public_mapped_v6", []obs{{1, "", "[::ffff:192.168.1.10]:62096"}, {2, "", "192.168.1.10:62096"}},
 			Info{Reflexive: aps("192.168.1.10:62096"), Mapping: MappingNone}},
-		{"nat_one_pong", []obs{{1, "", "198.51.100.1:62096"}},
-			Info{Reflexive: aps("198.51.100.1:62096"), BehindNAT: true}},
-		{"port_rewritten", []obs{{1, "", "192.168.1.10:1024"}},
-			Info{Reflexive: aps("192.168.1.10:1024"), BehindNAT: true}},
+		{"nat_one_pong", []obs{{1, "", "198.51.100.1:62096"}}, Info{}},
+		{"port_rewritten", []obs{{1, "", "192.168.1.10:1024"}, {2, "", "192.168.1.10:1024"}},
+			Info{Reflexive: aps("192.168.1.10:1024"), Mapping: MappingEndpointIndependent, BehindNAT: true}},
 		{"independent", []obs{{1, "", "198.51.100.1:62096"}, {2, "", "198.51.100.1:62096"}},
 			Info{Reflexive: aps("198.51.100.1:62096"), Mapping: MappingEndpointIndependent, BehindNAT: true}},
-		{"dependent", []obs{{1, "", "198.51.100.1:1111"}, {2, "", "198.51.100.1:2222"}},
-			Info{Reflexive: aps("198.51.100.1:2222", "198.51.100.1:1111"), Mapping: MappingEndpointDependent, BehindNAT: true}},
-		{"two_peers_one_ip", []obs{{1, "", "198.51.100.1:62096"}, {2, "203.0.113.1:2", "198.51.100.1:62096"}},
-			Info{Reflexive: aps("198.51.100.1:62096"), BehindNAT: true}},
-		{"same_peer_twice", []obs{{1, "", "198.51.100.1:1111"}, {1, "", "198.51.100.1:2222"}},
-			Info{Reflexive: aps("198.51.100.1:2222"), BehindNAT: true}},
+		{"two_ports_undecided", []obs{{1, "", "198.51.100.1:1111"}, {2, "", "198.51.100.1:2222"}},
+			Info{Reflexive: aps("198.51.100.1:2222", "198.51.100.1:1111"), BehindNAT: true}},
+		{"dependent", []obs{{1, "", "198.51.100.1:1111"}, {2, "", "198.51.100.1:2222"}, {3, "", "198.51.100.1:3333"}},
+			Info{Reflexive: aps("198.51.100.1:3333", "198.51.100.1:2222", "198.51.100.1:1111"), Mapping: MappingEndpointDependent, BehindNAT: true}},
+		{"dependent_with_a_repeat", []obs{{1, "", "198.51.100.1:1111"}, {2, "", "198.51.100.1:1111"}, {3, "", "198.51.100.1:2222"}, {4, "", "198.51.100.1:3333"}},
+			Info{Reflexive: aps("198.51.100.1:1111", "198.51.100.1:3333", "198.51.100.1:2222"), Mapping: MappingEndpointDependent, BehindNAT: true}},
+		{"liar_port", []obs{{1, "", "198.51.100.1:62096"}, {2, "", "198.51.100.1:62096"}, {3, "", "198.51.100.1:9999"}},
+			Info{Reflexive: aps("198.51.100.1:62096", "198.51.100.1:9999"), Mapping: MappingEndpointIndependent, BehindNAT: true}},
+		{"liar_address", []obs{{1, "", "198.51.100.1:62096"}, {2, "", "198.51.100.1:62096"}, {3, "", "192.0.2.66:1"}},
+			Info{Reflexive: aps("198.51.100.1:62096"), Mapping: MappingEndpointIndependent, BehindNAT: true}},
+		{"liar_public", []obs{{1, "", "198.51.100.1:62096"}, {2, "", "198.51.100.1:62096"}, {3, "", "192.168.1.10:62096"}},
+			Info{Reflexive: aps("198.51.100.1:62096"), Mapping: MappingEndpointIndependent, BehindNAT: true}},
+		{"liar_keys_one_ip", []obs{{1, "", "198.51.100.1:62096"}, {2, "", "198.51.100.1:62096"},
+			{3, "192.0.2.66:1", "192.0.2.66:1"}, {4, "192.0.2.66:2", "192.0.2.66:1"}},
+			Info{Reflexive: aps("198.51.100.1:62096"), Mapping: MappingEndpointIndependent, BehindNAT: true}},
+		{"two_peers_one_ip", []obs{{1, "", "198.51.100.1:62096"}, {2, "203.0.113.1:2", "198.51.100.1:62096"}}, Info{}},
+		{"same_peer_twice", []obs{{1, "", "198.51.100.1:1111"}, {1, "", "198.51.100.1:2222"}}, Info{}},
 		{"nat_changed_address", []obs{{1, "", "198.51.100.1:1111"}, {2, "", "198.51.100.9:62096"}, {3, "", "198.51.100.9:62096"}},
 			Info{Reflexive: aps("198.51.100.9:62096"), Mapping: MappingEndpointIndependent, BehindNAT: true}},
-		{"left_the_nat", []obs{{1, "", "198.51.100.1:62096"}, {2, "", "192.168.1.10:62096"}},
+		{"one_peer_does_not_move_it", []obs{{1, "", "198.51.100.1:62096"}, {2, "", "198.51.100.1:62096"}, {3, "", "198.51.100.9:62096"}},
+			Info{Reflexive: aps("198.51.100.1:62096"), Mapping: MappingEndpointIndependent, BehindNAT: true}},
+		{"left_the_nat", []obs{{1, "", "198.51.100.1:62096"}, {2, "", "192.168.1.10:62096"}, {3, "", "192.168.1.10:62096"}},
 			Info{Reflexive: aps("192.168.1.10:62096"), Mapping: MappingNone}},
 		{"v4_decides", []obs{
-			{1, "[2001:db8::1]:1", "[2001:db8::10]:62096"},
-			{2, "", "198.51.100.1:1111"}, {3, "", "198.51.100.1:2222"}},
-			Info{Reflexive: aps("198.51.100.1:2222", "198.51.100.1:1111", "[2001:db8::10]:62096"),
+			{1, "[2001:db8::1]:1", "[2001:db8::10]:62096"}, {5, "[2001:db8::5]:1", "[2001:db8::10]:62096"},
+			{2, "", "198.51.100.1:1111"}, {3, "", "198.51.100.1:2222"}, {4, "", "198.51.100.1:3333"}},
+			Info{Reflexive: aps("198.51.100.1:3333", "198.51.100.1:2222", "198.51.100.1:1111", "[2001:db8::10]:62096"),
 				Mapping: MappingEndpointDependent, BehindNAT: true}},
-		{"v6_only", []obs{{1, "[2001:db8::1]:1", "[2001:db8::10]:62096"}},
+		{"v6_only", []obs{{1, "[2001:db8::1]:1", "[2001:db8::10]:62096"}, {2, "[2001:db8::2]:1", "[2001:db8::10]:62096"}},
 			Info{Reflexive: aps("[2001:db8::10]:62096"), Mapping: MappingNone}},
 	}
 	for _, tt := range tests {
@@ -88,20 +101,23 @@ func aps(s ...string) []netip.AddrPort {
 func TestDetectorExpires(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d := NewDetector(DetectorConfig{MaxAge: time.Minute})
-		obs{1, "", "198.51.100.1:1111"}.apply(d)
+		obs{1, "", "198.51.100.1:62096"}.apply(d)
 		time.Sleep(30 * time.Second)
-		obs{2, "", "198.51.100.1:2222"}.apply(d)
-		if got := d.Info().Mapping; got != MappingEndpointDependent {
-			t.Fatalf("Mapping = %v, want endpoint-dependent", got)
+		obs{2, "", "198.51.100.1:62096"}.apply(d)
+		if got := d.Info().Mapping; got != MappingEndpointIndependent {
+			t.Fatalf("Mapping = %v, want endpoint-independent", got)
 		}
 		time.Sleep(31 * time.Second)
-		want := Info{Reflexive: aps("198.51.100.1:2222"), BehindNAT: true}
-		if diff := cmp.Diff(want, d.Info(), cmp.Comparer(addrPortEqual)); diff != "" {
-			t.Errorf("after the first expired (-want +got):\n%s", diff)
+		if diff := cmp.Diff(Info{}, d.Info(), cmp.Comparer(addrPortEqual)); diff != "" {
+			t.Errorf("after the first expired, one peer is left (-want +got):\n%s", diff)
+		}
+		if n := len(d.Observations()); n != 1 {
+			t.Errorf("%d observations, want 1", n)
 		}
 		time.Sleep(30 * time.Second)
-		if diff := cmp.Diff(Info{}, d.Info(), cmp.Comparer(addrPortEqual)); diff != "" {
-			t.Errorf("after both expired (-want +got):\n%s", diff)
+		d.Info() // drops the expired
+		if n := len(d.Observations()); n != 0 {
+			t.Errorf("after both expired: %d observations", n)
 		}
 	})
 }

@@ -6,31 +6,43 @@
 // # Detection
 //
 // Every pong carries the address its sender saw the ping come from. The
-// node feeds each one to a Detector with the address it pinged. The newest
-// observation says whether the node is behind a NAT (it is not one of the
-// node's own addresses); two peers on different IP addresses that see the
-// same address show an endpoint-independent mapping, two that see
-// different ones an endpoint-dependent (symmetric) one. Detection is
-// passive: no extra packets, and it follows the node as its network
-// changes.
+// node feeds a Detector the pongs that answer its own pings, with the
+// address it pinged. One peer decides nothing, since any peer can lie:
+// the reflexive IP is the one the most peers (by IP) report, at least
+// two; two peers that see the node at one of its own addresses make it
+// public, two that see the same reflexive address show an
+// endpoint-independent mapping, and two that see other ports than the
+// most seen one (or three that each see another) an endpoint-dependent
+// (symmetric) one. Detection is passive: no extra packets, and it
+// follows the node as its network changes.
 //
 // # Punching
 //
 // A lookup of a NATed peer T returns its reflexive address as seen by the
 // direct nodes that keep it alive (its Vias). Initiator A picks one, R:
 //
-//	A ── Punch{T, A's candidates} ─────────────▶ R     A probes T's candidates
-//	                                           R ── PunchFrom{A, src + candidates} ──▶ T
+//	A ── Punch{T, offer A→T} ──────────────────▶ R     A probes T's candidates
+//	                                           R ── PunchFrom{A, src, offer A→T} ──▶ T
 //	                                           T probes A's candidates
-//	A ◀── PunchFrom{T, Reply, T's candidates} ── R ◀── Punch{A, Reply, …} ── T
+//	A ◀── PunchFrom{T, src, offer T→A} ── R ◀── Punch{A, offer T→A (Reply)} ── T
 //
-// Both sides ping each other's candidates every Interval (150 ms) for
-// Timeout (3 s), so each NAT sees outbound packets to the other before the
-// other's arrive. The first answered ping makes the path direct. A
-// candidate is a reflexive, port-mapped or LAN address: two peers behind
-// one NAT reach each other at their LAN addresses without hairpinning. A
-// ping from the peer at an unexpected address (a symmetric NAT's fresh
-// port) becomes a candidate too.
+// The offer (candidates, NAT mapping, R's key) is sealed end to end by the
+// offering peer's key for the other: R carries it and cannot forge it,
+// and adds only the address it saw the Punch come from, which the target
+// takes because the offer names R. Both sides ping each other's
+// candidates every Interval (150 ms) for Timeout (3 s), so each NAT sees
+// outbound packets to the other before the other's arrive. The first
+// ping answered from the address it went to, by the peer's key, makes the
+// path direct. A candidate is a reflexive, port-mapped or LAN address: two
+// peers behind one NAT reach each other at their LAN addresses without
+// hairpinning. A message from the peer at an unexpected address (a
+// symmetric NAT's fresh port) makes that address a candidate too.
+//
+// Probes go to addresses that have not answered yet, so a session pays
+// for them: a PunchFrom credits it with its own size, and each probe (a
+// 71-byte ping) takes from the credit. An offer is padded (to about 1 KB)
+// so that each of the initiator's four Punches pays for about 15 probes;
+// an answer to R is never larger than the PunchFrom it answers.
 //
 // What works, by NAT mapping (and filtering) of the two sides: any pair
 // of endpoint-independent NATs, whatever their filtering, including NATs
@@ -49,10 +61,15 @@
 // It cannot be made to send to an address of an attacker's choosing or to
 // send more than it received.
 //
-// A target probes only for peers it trusts (Config.Accept), and its
-// probes are pings sealed to the trusted peer's key. A lying rendezvous
-// can name a trusted peer and arbitrary candidates; it then makes the
-// target send at most maxSessionCandidates × Timeout/Interval small pings
-// per trusted peer per session, one session per peer at a time, with a
-// cooldown between sessions, and maxResponders such sessions at once.
+// A target probes only for peers it trusts (Config.Accept), and only the
+// candidates of an offer it opened from that peer's key, for this punch
+// and this rendezvous; the codec's replay check lets each offer in once.
+// A lying rendezvous can only drop, delay or misreport the one address it
+// saw; a node that is not the rendezvous the offer names can do nothing.
+// What a PunchFrom makes the target send to unverified addresses is no
+// larger than the PunchFrom itself, one session per peer at a time, with
+// a cooldown between sessions, and maxResponders such sessions at once.
+// An answered probe proves the peer's key at that address; whether the
+// path moves there is the node's decision (it does not leave a path that
+// WireGuard traffic shows to be working while the peer answers there).
 package nat

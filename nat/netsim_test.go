@@ -60,11 +60,12 @@ func startNode(t *testing.T, name string, host *netsim.Host, behindNAT bool, cfg
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", name)
+	codec := wire.NewCodec(priv, "test", 0)
 	n := &testNode{
 		name:    name,
 		pub:     priv.Public(),
 		local:   netip.AddrPortFrom(host.Addrs()[0], testPort),
-		conn:    wire.NewConn(pc, wire.NewCodec(priv, "test", 0)),
+		conn:    wire.NewConn(pc, codec),
 		trusted: make(map[key.Public]bool),
 		seen:    make(map[key.Public][]netip.AddrPort),
 	}
@@ -80,6 +81,8 @@ func startNode(t *testing.T, name string, host *netsim.Host, behindNAT bool, cfg
 	}
 	cfg.Self = n.pub
 	cfg.Send = n.conn.Send
+	cfg.Seal = func(to key.Public, m wire.Message) ([]byte, error) { return codec.Seal(nil, to, m) }
+	cfg.Open = codec.Open
 	cfg.Ping = func(ctx context.Context, to key.Public, addr netip.AddrPort) error {
 		n.pings.Add(1)
 		_, err := n.srv.Ping(ctx, dht.Contact{Key: to, Addr: addr, NAT: true})
@@ -162,12 +165,13 @@ func (n *testNode) sawFrom(peer *testNode) []netip.AddrPort {
 	return slices.Clone(n.seen[peer.pub])
 }
 
-// lab is an internet with two public nodes: rdv, the rendezvous every
-// node joins first, and stun, a second opinion for the Detectors.
+// lab is an internet with three public nodes: rdv, the rendezvous every
+// node joins first, and stun and stun2, more opinions for the Detectors.
 type lab struct {
 	t         *testing.T
 	inet      *netsim.Internet
 	rdv, stun *testNode
+	stun2     *testNode // a third opinion: two ports may be one liar
 	nats      int
 }
 
@@ -177,6 +181,7 @@ func newLab(t *testing.T, seed int64) *lab {
 	l := &lab{t: t, inet: inet}
 	l.rdv = startNode(t, "rdv", inet.AddHost(ip("203.0.113.1")), false, Config{})
 	l.stun = startNode(t, "stun", inet.AddHost(ip("203.0.114.1")), false, Config{})
+	l.stun2 = startNode(t, "stun2", inet.AddHost(ip("203.0.115.1")), false, Config{})
 	return l
 }
 
@@ -220,7 +225,7 @@ func (l *lab) node(name, kind string) *testNode {
 
 func (l *lab) add(name string, host *netsim.Host, behindNAT bool) *testNode {
 	n := startNode(l.t, name, host, behindNAT, Config{})
-	n.join(l.t, l.rdv, l.stun)
+	n.join(l.t, l.rdv, l.stun, l.stun2)
 	return n
 }
 
@@ -247,11 +252,15 @@ func TestDetectorOnNetsim(t *testing.T) {
 
 				n.join(t, l.rdv)
 				info := n.det.Info()
-				if info.Mapping != MappingUnknown && info.Mapping != MappingNone || info.BehindNAT != tt.behindNAT {
-					t.Errorf("after one pong: %+v, want the mapping unknown (or public) and BehindNAT %v", info, tt.behindNAT)
+				if info.Mapping != MappingUnknown || info.BehindNAT || len(info.Reflexive) != 0 {
+					t.Errorf("after one pong: %+v, want nothing known: one peer decides nothing", info)
 				}
 
 				n.join(t, l.stun)
+				if tt.mapping == MappingEndpointDependent {
+					// Two ports may be one liar: it takes a third peer.
+					n.join(t, l.stun2)
+				}
 				info = n.det.Info()
 				if info.Mapping != tt.mapping || info.BehindNAT != tt.behindNAT {
 					t.Errorf("Info() = %+v, want mapping %v, BehindNAT %v", info, tt.mapping, tt.behindNAT)
@@ -267,8 +276,8 @@ func TestDetectorOnNetsim(t *testing.T) {
 						t.Errorf("Reflexive = %v, want [%v]", info.Reflexive, want)
 					}
 				default:
-					if len(info.Reflexive) != 2 || info.Reflexive[0].Addr() != r.Addr() || info.Reflexive[1].Addr() != r.Addr() {
-						t.Errorf("Reflexive = %v, want two ports of %v", info.Reflexive, r.Addr())
+					if len(info.Reflexive) != 3 || info.Reflexive[0].Addr() != r.Addr() || info.Reflexive[2].Addr() != r.Addr() {
+						t.Errorf("Reflexive = %v, want three ports of %v", info.Reflexive, r.Addr())
 					}
 				}
 			})
@@ -390,4 +399,60 @@ func TestPunchLossy(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestForgedPunchFrom: a DHT node that can reach a NATed node (it was
+// pinged by it) sends it PunchFroms naming the node's trusted peer, with
+// a victim's address: not one probe goes anywhere, to the victim least.
+func TestForgedPunchFrom(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLab(t, 3)
+		a := l.node("a", "restricted")
+		b := l.node("b", "restricted")
+		a.trust(b)
+		b.trust(a)
+		victim := l.inet.AddHost(ip("192.0.2.99"))
+		vc, err := victim.ListenUDP(53)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hits atomic.Int64
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				if _, _, err := vc.ReadFromUDPAddrPort(buf); err != nil {
+					return
+				}
+				hits.Add(1)
+			}
+		}()
+		t.Cleanup(func() { vc.Close() })
+
+		evil := l.stun // b pinged it when it joined: it reaches b
+		at := netip.AddrPortFrom(victim.Addrs()[0], 53)
+		own, err := evil.punch.offer(b.pub, evil.pub, wire.PunchOffer{TxID: 1, Candidates: []netip.AddrPort{at}}, 900)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, m := range []wire.PunchFrom{
+			{TxID: 1, From: a.pub, Observed: at},                           // no offer
+			{TxID: 1, From: a.pub, Observed: at, Offer: make([]byte, 600)}, // junk
+			{TxID: 1, From: a.pub, Observed: at, Offer: own.Offer},         // evil's own offer
+			{TxID: 1, From: evil.pub, Observed: at, Offer: own.Offer},      // evil is not trusted
+		} {
+			if err := evil.conn.Send(b.pub, b.ext, m); err != nil {
+				t.Fatalf("send %d: %v", i, err)
+			}
+			time.Sleep(2 * DefaultPunchTimeout)
+		}
+		if n := hits.Load(); n != 0 {
+			t.Errorf("the victim got %d packets", n)
+		}
+		if n := b.pings.Load(); n != 0 {
+			t.Errorf("b probed %d times", n)
+		}
+		if s := b.punch.Stats(); s.Forged != 3 || s.Untrusted != 1 {
+			t.Errorf("b's stats %+v, want 3 forged and 1 untrusted", s)
+		}
+	})
 }

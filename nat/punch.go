@@ -31,6 +31,10 @@ const (
 	// punchSends is how many times Punch sends its request through the
 	// rendezvous, evenly over the timeout.
 	punchSends = 4
+	// offerBodyLen is the size an offer is padded to. The peer probes
+	// only as many bytes as the PunchFrom that carried the offer: about
+	// 15 probes of probeSize for each of the punchSends requests.
+	offerBodyLen = 900
 	// maxSessionCandidates bounds the addresses one session probes: the
 	// peer's candidates from the caller, its PunchFroms and the sources
 	// of its messages.
@@ -60,16 +64,29 @@ var (
 	ErrClosed   = errors.New("nat: puncher closed")
 )
 
-// Config configures a Puncher. Self, Send and Ping are required; every
-// other zero value is written next to its field.
+// probeSize is the size of one probe, a sealed wire.Ping: what each
+// probe takes from a session's credit.
+var probeSize = func() int {
+	b, _ := wire.Ping{Size: wire.MaxPongSize}.AppendBinary(nil)
+	return wire.Overhead + len(b)
+}()
+
+// Config configures a Puncher. Self, Send, Seal, Open and Ping are
+// required; every other zero value is written next to its field.
 type Config struct {
 	// Self is this node's key.
 	Self key.Public
 	// Send seals m for to and sends it to addr. It must not block.
 	Send func(to key.Public, addr netip.AddrPort, m wire.Message) error
+	// Seal seals m for to, as an envelope of its own (wire.Codec.Seal):
+	// the offer a Punch carries end to end.
+	Seal func(to key.Public, m wire.Message) ([]byte, error)
+	// Open opens an envelope sealed for this node (wire.Codec.Open),
+	// with its replay check: the offer a PunchFrom carries.
+	Open func(pkt []byte) (key.Public, wire.Message, error)
 	// Ping pings the node to at addr and returns nil when it answers
-	// (the node passes its DHT's Ping). Each probe gives up after 800 ms
-	// (probeWait), before the DHT would count a failure.
+	// from addr, with a fresh nonce of ours, sealed by to's key. Each
+	// probe gives up after 800 ms (probeWait).
 	Ping func(ctx context.Context, to key.Public, addr netip.AddrPort) error
 	// Candidates returns this node's own addresses for peers to probe,
 	// best first: port-mapped, reflexive (Detector.Info), then the LAN
@@ -105,6 +122,7 @@ type Stats struct {
 	Unknown   uint64 // Punches not forwarded: no verified address for the target, or no rendezvous role
 	Limited   uint64 // Punches dropped by the rate limits
 	Untrusted uint64 // PunchFroms ignored: the initiator is not trusted
+	Forged    uint64 // PunchFroms ignored: no offer the initiator sealed, for this rendezvous
 	Busy      uint64 // PunchFroms ignored: too many sessions, or the peer's cooldown
 	Direct    uint64 // sessions that found a direct path
 	Failed    uint64 // sessions that did not
@@ -136,11 +154,16 @@ type Puncher struct {
 	limit         limiter                    // rendezvous rate limits; guarded by mu
 
 	stats struct {
-		forwarded, unknown, limited, untrusted, busy, direct, failed atomic.Uint64
+		forwarded, unknown, limited, untrusted, forged, busy, direct, failed atomic.Uint64
 	}
 }
 
-// A session probes one peer's candidates until one answers.
+// A session probes one peer's candidates until one answers. Its probes
+// go to addresses that have not answered yet, so each is paid for from
+// its credit: the bytes of the PunchFroms that brought the peer's offers,
+// and, for a Punch this node started, punchSends probes of each candidate
+// its caller gave (addresses a lookup returned, which their senders may
+// have chosen: as many probes as Punches to the rendezvous).
 type session struct {
 	peer      key.Public
 	responder bool          // started by the peer's PunchFrom
@@ -149,6 +172,7 @@ type session struct {
 
 	// Guarded by Puncher.mu.
 	cands  []netip.AddrPort // at most maxSessionCandidates
+	credit int              // bytes the session may still probe with
 	heard  bool             // a PunchFrom from the peer arrived
 	remote Mapping          // the peer's NAT mapping, from its PunchFrom
 
@@ -171,6 +195,8 @@ func New(cfg Config) (*Puncher, error) {
 		return nil, errors.New("nat: Config.Send is required")
 	case cfg.Ping == nil:
 		return nil, errors.New("nat: Config.Ping is required")
+	case cfg.Seal == nil || cfg.Open == nil:
+		return nil, errors.New("nat: Config.Seal and Config.Open are required")
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultProbeInterval
@@ -210,13 +236,13 @@ func (p *Puncher) Stats() Stats {
 	s := &p.stats
 	return Stats{
 		Forwarded: s.forwarded.Load(), Unknown: s.unknown.Load(), Limited: s.limited.Load(),
-		Untrusted: s.untrusted.Load(), Busy: s.busy.Load(), Direct: s.direct.Load(), Failed: s.failed.Load(),
+		Untrusted: s.untrusted.Load(), Forged: s.forged.Load(), Busy: s.busy.Load(), Direct: s.direct.Load(), Failed: s.failed.Load(),
 	}
 }
 
 // Punch looks for a direct path to target: it asks rendezvous (a Via of
 // the target's lookup, which keeps the target alive) to pass this node's
-// candidates to the target, a few times, and meanwhile probes
+// offer, sealed for the target, a few times, and meanwhile probes
 // targetCands (the reflexive address the lookup returned, the configured
 // endpoint) and whatever candidates the target sends back. It returns the
 // first address that answered, or an error wrapping ErrNoAnswer after
@@ -237,9 +263,11 @@ func (p *Puncher) Punch(ctx context.Context, target key.Public, rendezvous dht.C
 		s = p.startLocked(target, false)
 	}
 	p.addLocked(s, own, targetCands...)
+	p.creditLocked(s, len(targetCands)*punchSends*probeSize)
 	p.mu.Unlock()
 
-	req := wire.Punch{TxID: rand.Uint64(), Target: target, Mapping: uint8(p.info().Mapping), Candidates: own}
+	txid := rand.Uint64()
+	mapping := uint8(p.info().Mapping)
 	resend := time.NewTimer(0)
 	defer resend.Stop()
 	for sent := 0; ; {
@@ -255,7 +283,12 @@ func (p *Puncher) Punch(ctx context.Context, target key.Public, rendezvous dht.C
 			if rendezvous.Key.IsZero() || sent == punchSends {
 				continue
 			}
-			if err := p.cfg.Send(rendezvous.Key, rendezvous.Addr, req); err != nil {
+			// A fresh seal each time: the target opens each offer once.
+			req, err := p.offer(target, rendezvous.Key, wire.PunchOffer{TxID: txid, Mapping: mapping, Candidates: own}, offerBodyLen)
+			if err == nil {
+				err = p.cfg.Send(rendezvous.Key, rendezvous.Addr, req)
+			}
+			if err != nil {
 				p.log.Debug("nat: send punch", "peer", target, "rendezvous", rendezvous, "err", err)
 			}
 			sent++
@@ -287,10 +320,9 @@ func (p *Puncher) Handle(from key.Public, src netip.AddrPort, m wire.Message) bo
 	return false
 }
 
-// handlePunch plays the rendezvous: it forwards the Punch to a verified
-// address of its target, with the address the Punch came from first
-// among the candidates. The forward is at most one candidate longer than
-// the Punch.
+// handlePunch plays the rendezvous: it forwards the Punch's offer to a
+// verified address of its target, with the address the Punch came from.
+// The forward is at most one address longer than the Punch.
 func (p *Puncher) handlePunch(from key.Public, src netip.AddrPort, m wire.Punch) {
 	if p.cfg.Locate == nil || m.Target == from || m.Target == p.cfg.Self {
 		p.stats.unknown.Add(1)
@@ -318,15 +350,7 @@ func (p *Puncher) handlePunch(from key.Public, src netip.AddrPort, m wire.Punch)
 		p.log.Debug("nat: punch for an unknown target", "peer", from, "target", m.Target)
 		return
 	}
-	src = unmap(src)
-	cands := make([]netip.AddrPort, 0, wire.MaxCandidates)
-	cands = append(cands, src)
-	for _, c := range m.Candidates {
-		if len(cands) < wire.MaxCandidates && c != src {
-			cands = append(cands, c)
-		}
-	}
-	fwd := wire.PunchFrom{TxID: m.TxID, From: from, Reply: m.Reply, Mapping: m.Mapping, Candidates: cands}
+	fwd := wire.PunchFrom{TxID: m.TxID, From: from, Observed: unmap(src), Offer: m.Offer}
 	if err := p.cfg.Send(m.Target, addr, fwd); err != nil {
 		p.log.Debug("nat: forward punch", "peer", from, "target", m.Target, "endpoint", addr, "err", err)
 		return
@@ -346,15 +370,29 @@ func (p *Puncher) rememberLocked(from key.Public, src netip.AddrPort, now time.T
 	p.recent[from] = recentPunch{addr: unmap(src), at: now}
 }
 
-// handlePunchFrom plays the target: a trusted initiator's candidates are
-// probed (in the peer's session, or a new one), and, unless the PunchFrom
-// is itself a reply, answered with this node's own candidates through
-// the same rendezvous.
+// handlePunchFrom plays the target: the offer of a trusted initiator,
+// once opened from the initiator's own key, is probed (in the peer's
+// session, or a new one) with as many bytes as the PunchFrom had, and,
+// unless it is itself a reply, answered with this node's own offer
+// through the same rendezvous, no larger than the PunchFrom. The
+// rendezvous's Observed is a candidate only if the offer names that
+// rendezvous: it is the initiator's choice to trust what R sees.
 func (p *Puncher) handlePunchFrom(from key.Public, src netip.AddrPort, m wire.PunchFrom) {
 	if m.From == p.cfg.Self {
 		return
 	}
-	trusted := p.cfg.Accept != nil && p.cfg.Accept(m.From)
+	if p.cfg.Accept == nil || !p.cfg.Accept(m.From) {
+		p.stats.untrusted.Add(1)
+		p.log.Debug("nat: punch from an untrusted peer", "peer", m.From, "rendezvous", from)
+		return
+	}
+	offer, ok := p.openOffer(from, m)
+	if !ok {
+		p.stats.forged.Add(1)
+		p.log.Debug("nat: punch without the peer's offer", "peer", m.From, "rendezvous", from)
+		return
+	}
+	size := packetSize(m)
 	own := p.own()
 	p.mu.Lock()
 	s := p.sessions[m.From]
@@ -363,13 +401,8 @@ func (p *Puncher) handlePunchFrom(from key.Public, src netip.AddrPort, m wire.Pu
 		p.mu.Unlock()
 		return
 	case s != nil:
-	case m.Reply:
+	case offer.Reply:
 		p.mu.Unlock() // the answer to a session that has ended
-		return
-	case !trusted:
-		p.mu.Unlock()
-		p.stats.untrusted.Add(1)
-		p.log.Debug("nat: punch from an untrusted peer", "peer", m.From, "rendezvous", from)
 		return
 	case p.responders >= maxResponders || time.Since(p.responderDone[m.From]) < responderCooldown:
 		p.mu.Unlock()
@@ -378,17 +411,102 @@ func (p *Puncher) handlePunchFrom(from key.Public, src netip.AddrPort, m wire.Pu
 	default:
 		s = p.startLocked(m.From, true)
 	}
-	p.addLocked(s, own, m.Candidates...)
-	s.heard, s.remote = true, Mapping(m.Mapping)
+	p.addLocked(s, own, append(offer.Candidates, m.Observed)...)
+	p.creditLocked(s, size)
+	s.heard, s.remote = true, Mapping(offer.Mapping)
 	p.mu.Unlock()
 
-	if m.Reply {
+	if offer.Reply {
 		return
 	}
-	reply := wire.Punch{TxID: m.TxID, Target: m.From, Reply: true, Mapping: uint8(p.info().Mapping), Candidates: own}
-	if err := p.cfg.Send(from, src, reply); err != nil {
-		p.log.Debug("nat: answer punch", "peer", m.From, "rendezvous", from, "err", err)
+	// The reply, like any packet to R's address, is no larger than what
+	// came from it.
+	ro := wire.PunchOffer{TxID: m.TxID, Reply: true, Mapping: uint8(p.info().Mapping), Candidates: own}
+	bodyLen := min(offerBodyLen, size-2*wire.Overhead-punchLen(nil))
+	for {
+		reply, err := p.offer(m.From, from, ro, bodyLen)
+		if err == nil && packetSize(reply) > size {
+			if len(ro.Candidates) > 0 {
+				ro.Candidates = ro.Candidates[:len(ro.Candidates)-1]
+				continue
+			}
+			err = errors.New("no room for an answer")
+		}
+		if err == nil {
+			err = p.cfg.Send(from, src, reply)
+		}
+		if err != nil {
+			p.log.Debug("nat: answer punch", "peer", m.From, "rendezvous", from, "err", err)
+		}
+		return
 	}
+}
+
+// openOffer opens m's offer: a PunchOffer sealed by m.From itself for this
+// node, for m's txid, sent through rendezvous (m's sender). Only the
+// offer's candidates, and m.Observed if the offer says so, are acted on.
+func (p *Puncher) openOffer(rendezvous key.Public, m wire.PunchFrom) (wire.PunchOffer, bool) {
+	if len(m.Offer) == 0 {
+		return wire.PunchOffer{}, false
+	}
+	by, msg, err := p.cfg.Open(m.Offer)
+	if err != nil || by != m.From {
+		return wire.PunchOffer{}, false
+	}
+	o, ok := msg.(wire.PunchOffer)
+	if !ok || o.TxID != m.TxID || o.Rendezvous != rendezvous {
+		return wire.PunchOffer{}, false
+	}
+	return o, true
+}
+
+// offer returns the Punch that carries o, sealed for peer, through
+// rendezvous, its body padded to about bodyLen bytes.
+func (p *Puncher) offer(peer, rendezvous key.Public, o wire.PunchOffer, bodyLen int) (wire.Punch, error) {
+	o.Rendezvous = rendezvous
+	b, err := o.AppendBinary(nil)
+	if err != nil {
+		return wire.Punch{}, err
+	}
+	o.Pad = max(0, min(bodyLen, wire.MaxOfferBodyLen)-len(b))
+	sealed, err := p.cfg.Seal(peer, o)
+	if err != nil {
+		return wire.Punch{}, err
+	}
+	return wire.Punch{TxID: o.TxID, Target: peer, Offer: sealed}, nil
+}
+
+// punchLen is the length of a Punch body carrying offer.
+func punchLen(offer []byte) int {
+	b, _ := wire.Punch{Offer: offer}.AppendBinary(nil)
+	return len(b)
+}
+
+// packetSize is the size of m's packet, sealed.
+func packetSize(m wire.Message) int {
+	b, _ := m.AppendBinary(nil)
+	return wire.Overhead + len(b)
+}
+
+// creditLocked adds n bytes to what s may probe with, and wakes it.
+// p.mu must be held.
+func (p *Puncher) creditLocked(s *session, n int) {
+	s.credit += n
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// spend takes one probe from s's credit, if it has one.
+func (p *Puncher) spend(s *session) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s.credit < probeSize {
+		return false
+	}
+	s.credit -= probeSize
+	return true
 }
 
 // startLocked starts a session with peer. p.mu must be held and p not
@@ -444,7 +562,8 @@ func (p *Puncher) run(s *session) {
 }
 
 // probe pings every candidate of s each Interval, and new candidates as
-// soon as they come, until one answers or ctx ends.
+// soon as they come, while its credit lasts, until one answers or ctx
+// ends.
 func (p *Puncher) probe(ctx context.Context, s *session) (netip.AddrPort, error) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -460,6 +579,9 @@ func (p *Puncher) probe(ctx context.Context, s *session) (netip.AddrPort, error)
 		from = len(s.cands)
 		p.mu.Unlock()
 		for _, a := range cands {
+			if !p.spend(s) {
+				break
+			}
 			wg.Go(func() {
 				pctx, cancel := context.WithTimeout(ctx, probeWait)
 				defer cancel()

@@ -3,6 +3,7 @@ package nat
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
@@ -63,7 +64,8 @@ func (f *fakeNet) pings() []netip.AddrPort {
 }
 
 var (
-	keyA, keyR, keyT, keyX = fillKey(0xaa), fillKey(0x77), fillKey(0xcc), fillKey(0xee)
+	privA, privR, privT, privX = fillPrivate(0xaa), fillPrivate(0x77), fillPrivate(0xcc), fillPrivate(0xee)
+	keyA, keyR, keyT, keyX     = privA.Public(), privR.Public(), privT.Public(), privX.Public()
 
 	addrA   = ipport("198.51.100.1:4000")
 	addrR   = ipport("203.0.113.1:62096")
@@ -82,17 +84,68 @@ func fillKey(b byte) key.Public {
 	return k
 }
 
-// newFakePuncher returns a Puncher for self over f. Locate knows T;
-// Accept trusts A.
-func newFakePuncher(t *testing.T, self key.Public, f *fakeNet) *Puncher {
+func fillPrivate(b byte) key.Private {
+	return key.Private(fillKey(b))
+}
+
+// codecs are the codecs of A, R, T and X in one test: one per key, so that
+// what one seals the other opens once (the replay check).
+type codecs map[key.Public]*wire.Codec
+
+func newCodecs() codecs {
+	c := codecs{}
+	for _, k := range []key.Private{privA, privR, privT, privX} {
+		c[k.Public()] = wire.NewCodec(k, "test", 0)
+	}
+	return c
+}
+
+// offer seals o from from for to, sent through rendezvous R.
+func (c codecs) offer(t *testing.T, from, to key.Public, o wire.PunchOffer) []byte {
+	t.Helper()
+	if o.Rendezvous.IsZero() {
+		o.Rendezvous = keyR
+	}
+	b, err := c[from].Seal(nil, to, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// open opens an offer sealed for to.
+func (c codecs) open(t *testing.T, to key.Public, sealed []byte) (key.Public, wire.PunchOffer) {
+	t.Helper()
+	from, m, err := c[to].Open(sealed)
+	if err != nil {
+		t.Fatalf("offer does not open: %v", err)
+	}
+	o, ok := m.(wire.PunchOffer)
+	if !ok {
+		t.Fatalf("offer is a %T", m)
+	}
+	return from, o
+}
+
+// punchFrom is the PunchFrom R forwards for from's offer o to to.
+func (c codecs) punchFrom(t *testing.T, from, to key.Public, observed netip.AddrPort, o wire.PunchOffer) wire.PunchFrom {
+	t.Helper()
+	return wire.PunchFrom{TxID: o.TxID, From: from, Observed: observed, Offer: c.offer(t, from, to, o)}
+}
+
+// newFakePuncher returns a Puncher for self over f, with self's codec of
+// c. Locate knows T; Accept trusts A and T.
+func newFakePuncher(t *testing.T, c codecs, self key.Public, f *fakeNet) *Puncher {
 	t.Helper()
 	p, err := New(Config{
 		Self:       self,
 		Send:       f.send,
+		Seal:       func(to key.Public, m wire.Message) ([]byte, error) { return c[self].Seal(nil, to, m) },
+		Open:       c[self].Open,
 		Ping:       f.ping,
 		Candidates: func() []netip.AddrPort { return ownCand },
 		NAT:        func() Info { return Info{Mapping: MappingEndpointIndependent, BehindNAT: true} },
-		Accept:     func(k key.Public) bool { return k == keyA },
+		Accept:     func(k key.Public) bool { return k == keyA || k == keyT },
 		Locate: func(k key.Public) (netip.AddrPort, bool) {
 			return addrT, k == keyT
 		},
@@ -106,10 +159,15 @@ func newFakePuncher(t *testing.T, self key.Public, f *fakeNet) *Puncher {
 
 func TestNewRequires(t *testing.T) {
 	f := &fakeNet{}
+	c := newCodecs()
+	seal := func(to key.Public, m wire.Message) ([]byte, error) { return c[keyA].Seal(nil, to, m) }
+	open := c[keyA].Open
 	for name, cfg := range map[string]Config{
-		"self": {Send: f.send, Ping: f.ping},
-		"send": {Self: keyA, Ping: f.ping},
-		"ping": {Self: keyA, Send: f.send},
+		"self": {Send: f.send, Ping: f.ping, Seal: seal, Open: open},
+		"send": {Self: keyA, Ping: f.ping, Seal: seal, Open: open},
+		"ping": {Self: keyA, Send: f.send, Seal: seal, Open: open},
+		"seal": {Self: keyA, Send: f.send, Ping: f.ping, Open: open},
+		"open": {Self: keyA, Send: f.send, Ping: f.ping, Seal: seal},
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New without %s: no error", name)
@@ -118,38 +176,36 @@ func TestNewRequires(t *testing.T) {
 }
 
 // TestRendezvousForwards checks what the rendezvous sends for a Punch:
-// one PunchFrom to the located target, with the source first among the
-// candidates, never more than one candidate longer than the Punch.
+// one PunchFrom to the located target, with the source as Observed and
+// the offer unchanged, never more than one address longer than the Punch.
 func TestRendezvousForwards(t *testing.T) {
-	eightV4 := []netip.AddrPort{lanA, ipport("1.1.1.1:1"), ipport("1.1.1.2:1"), ipport("1.1.1.3:1"),
-		ipport("1.1.1.4:1"), ipport("1.1.1.5:1"), ipport("1.1.1.6:1"), ipport("1.1.1.7:1")}
+	big := make([]byte, wire.MaxOfferLen)
 	tests := []struct {
 		name  string
 		src   netip.AddrPort
-		cands []netip.AddrPort
-		want  []netip.AddrPort
+		offer []byte
+		want  netip.AddrPort
 	}{
-		{"no_candidates", addrA, nil, []netip.AddrPort{addrA}},
-		{"src_first", addrA, []netip.AddrPort{lanA, v6A}, []netip.AddrPort{addrA, lanA, v6A}},
-		{"src_not_twice", addrA, []netip.AddrPort{lanA, addrA}, []netip.AddrPort{addrA, lanA}},
-		{"src_unmapped", ipport("[::ffff:198.51.100.1]:4000"), nil, []netip.AddrPort{addrA}},
-		{"full_v4_from_v6", v6A, eightV4, append([]netip.AddrPort{v6A}, eightV4[:7]...)},
+		{"no_offer", addrA, nil, addrA},
+		{"offer", addrA, []byte{1, 2, 3}, addrA},
+		{"src_unmapped", ipport("[::ffff:198.51.100.1]:4000"), []byte{1}, addrA},
+		{"largest_from_v6", v6A, big, v6A},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeNet{}
-			r := newFakePuncher(t, keyR, f)
-			in := wire.Punch{TxID: 42, Target: keyT, Mapping: 3, Candidates: tt.cands}
+			r := newFakePuncher(t, newCodecs(), keyR, f)
+			in := wire.Punch{TxID: 42, Target: keyT, Offer: tt.offer}
 			if !r.Handle(keyA, tt.src, in) {
 				t.Fatal("Handle did not take the Punch")
 			}
 			got := f.messages()
-			want := []sentMsg{{keyT, addrT, wire.PunchFrom{TxID: 42, From: keyA, Mapping: 3, Candidates: tt.want}}}
+			want := []sentMsg{{keyT, addrT, wire.PunchFrom{TxID: 42, From: keyA, Observed: tt.want, Offer: tt.offer}}}
 			if diff := cmp.Diff(want, got, cmp.AllowUnexported(sentMsg{}), cmp.Comparer(addrPortEqual)); diff != "" {
 				t.Fatalf("sent (-want +got):\n%s", diff)
 			}
 			inLen, outLen := encodedLen(t, in), encodedLen(t, got[0].m)
-			if outLen > inLen+19 {
+			if outLen > inLen+19 || outLen > wire.MaxBodySize {
 				t.Errorf("forwarded %d bytes for %d", outLen, inLen)
 			}
 		})
@@ -185,11 +241,11 @@ func TestRendezvousRefuses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeNet{}
-			r := newFakePuncher(t, keyR, f)
+			r := newFakePuncher(t, newCodecs(), keyR, f)
 			if !tt.locate {
 				r.cfg.Locate = nil
 			}
-			r.Handle(tt.from, addrA, wire.Punch{TxID: 1, Target: tt.target, Candidates: []netip.AddrPort{victim}})
+			r.Handle(tt.from, addrA, wire.Punch{TxID: 1, Target: tt.target, Offer: []byte{1}})
 			if got := f.messages(); len(got) != 0 {
 				t.Errorf("sent %+v", got)
 			}
@@ -205,7 +261,7 @@ func TestRendezvousRefuses(t *testing.T) {
 func TestRendezvousRateLimit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeNet{}
-		r := newFakePuncher(t, keyR, f)
+		r := newFakePuncher(t, newCodecs(), keyR, f)
 		punch := wire.Punch{TxID: 1, Target: keyT}
 		for range sourceBurst + 10 {
 			r.Handle(keyA, addrA, punch)
@@ -235,7 +291,7 @@ func TestRendezvousRateLimit(t *testing.T) {
 func TestRendezvousGlobalLimit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeNet{}
-		r := newFakePuncher(t, keyR, f)
+		r := newFakePuncher(t, newCodecs(), keyR, f)
 		for i := range globalBurst + 100 {
 			var from key.Public
 			from[0], from[1], from[2] = 1, byte(i), byte(i>>8)
@@ -271,56 +327,89 @@ func TestLimiterBounded(t *testing.T) {
 func TestRendezvousForwardsReplyToRecentInitiator(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeNet{}
-		r := newFakePuncher(t, keyR, f)
+		r := newFakePuncher(t, newCodecs(), keyR, f)
 		r.Handle(keyA, addrA, wire.Punch{TxID: 7, Target: keyT})
-		r.Handle(keyT, addrT, wire.Punch{TxID: 7, Target: keyA, Reply: true, Candidates: []netip.AddrPort{lanA}})
+		r.Handle(keyT, addrT, wire.Punch{TxID: 7, Target: keyA, Offer: []byte{1}})
 		got := f.messages()
 		if len(got) != 2 || got[1].to != keyA || got[1].addr != addrA {
 			t.Fatalf("sent %+v; want the reply to A at %v", got, addrA)
 		}
-		if pf, ok := got[1].m.(wire.PunchFrom); !ok || pf.From != keyT || !pf.Reply {
+		if pf, ok := got[1].m.(wire.PunchFrom); !ok || pf.From != keyT || pf.Observed != addrT {
 			t.Errorf("reply forwarded as %#v", got[1].m)
 		}
 		time.Sleep(recentTTL)
-		r.Handle(keyT, addrT, wire.Punch{TxID: 8, Target: keyA, Reply: true})
+		r.Handle(keyT, addrT, wire.Punch{TxID: 8, Target: keyA})
 		if got := f.messages(); len(got) != 2 {
 			t.Errorf("forwarded to a stale address: %+v", got[2:])
 		}
 	})
 }
 
-// TestTargetProbesTrustedOnly checks the target's side: a PunchFrom from a
-// trusted initiator makes it probe the candidates and answer through the
-// rendezvous; from anyone else it does nothing at all.
+// TestTargetProbesTrustedOnly checks the target's side: a PunchFrom
+// with an offer the trusted initiator sealed makes it probe the offer's
+// candidates and answer through the rendezvous; from anyone else, or with
+// an offer the initiator did not seal for this rendezvous and this punch,
+// it does nothing at all.
 func TestTargetProbesTrustedOnly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeNet{}
-		p := newFakePuncher(t, keyT, f)
+		c := newCodecs()
+		p := newFakePuncher(t, c, keyT, f)
 		cands := []netip.AddrPort{victim, lanA}
-		p.Handle(keyR, addrR, wire.PunchFrom{TxID: 9, From: keyX, Candidates: cands})
-		time.Sleep(2 * DefaultPunchTimeout)
-		if got, pings := f.messages(), f.pings(); len(got) != 0 || len(pings) != 0 {
-			t.Fatalf("untrusted initiator: sent %+v, probed %v", got, pings)
+		o := wire.PunchOffer{TxID: 9, Mapping: 2, Candidates: cands, Pad: 500}
+
+		forged := map[string]wire.PunchFrom{
+			"untrusted":      c.punchFrom(t, keyX, keyT, addrA, o),
+			"no_offer":       {TxID: 9, From: keyA, Observed: addrA},
+			"garbage":        {TxID: 9, From: keyA, Observed: addrA, Offer: make([]byte, 200)},
+			"sealed_by_x":    {TxID: 9, From: keyA, Observed: addrA, Offer: c.offer(t, keyX, keyT, o)},
+			"sealed_for_r":   {TxID: 9, From: keyA, Observed: addrA, Offer: c.offer(t, keyA, keyR, o)},
+			"other_txid":     {TxID: 10, From: keyA, Observed: addrA, Offer: c.offer(t, keyA, keyT, o)},
+			"other_rdv":      {TxID: 9, From: keyA, Observed: addrA, Offer: c.offer(t, keyA, keyT, wire.PunchOffer{TxID: 9, Rendezvous: keyX, Candidates: cands})},
+			"not_an_offer":   {TxID: 9, From: keyA, Observed: addrA, Offer: mustSeal(t, c[keyA], keyT, wire.Ping{TxID: 9})},
+			"from_ourselves": {TxID: 9, From: keyT, Observed: addrA, Offer: c.offer(t, keyT, keyT, o)},
 		}
-		if s := p.Stats(); s.Untrusted != 1 {
-			t.Errorf("stats %+v, want one Untrusted", s)
+		valid := c.punchFrom(t, keyA, keyT, addrA, o)
+		for name, pf := range forged {
+			p.Handle(keyR, addrR, pf)
+			time.Sleep(2 * DefaultPunchTimeout)
+			if got, pings := f.messages(), f.pings(); len(got) != 0 || len(pings) != 0 {
+				t.Fatalf("%s: sent %+v, probed %v", name, got, pings)
+			}
+		}
+		if s := p.Stats(); s.Untrusted != 1 || s.Forged != uint64(len(forged)-2) {
+			t.Errorf("stats %+v, want one Untrusted and %d Forged", s, len(forged)-2)
+		}
+		// A replayed offer does not open twice.
+		p.Handle(keyR, addrR, valid)
+		p.Handle(keyR, addrR, valid)
+		if s := p.Stats(); s.Forged != uint64(len(forged)-1) {
+			t.Errorf("a replayed offer was taken: %+v", s)
 		}
 
-		// A trusted initiator is probed, every Interval, until Timeout.
-		p.Handle(keyR, addrR, wire.PunchFrom{TxID: 9, From: keyA, Mapping: 2, Candidates: cands})
 		got := f.messages()
-		want := []sentMsg{{keyR, addrR, wire.Punch{TxID: 9, Target: keyA, Reply: true, Mapping: 2, Candidates: ownCand}}}
-		if diff := cmp.Diff(want, got, cmp.AllowUnexported(sentMsg{}), cmp.Comparer(addrPortEqual)); diff != "" {
-			t.Errorf("answer (-want +got):\n%s", diff)
+		if len(got) != 1 || got[0].to != keyR || got[0].addr != addrR {
+			t.Fatalf("answer %+v, want one to R", got)
+		}
+		reply := got[0].m.(wire.Punch)
+		if reply.TxID != 9 || reply.Target != keyA {
+			t.Errorf("answer %+v", reply)
+		}
+		by, ro := c.open(t, keyA, reply.Offer)
+		want := wire.PunchOffer{TxID: 9, Rendezvous: keyR, Reply: true, Mapping: 2, Candidates: ownCand}
+		if diff := cmp.Diff(want, ro, cmp.Comparer(addrPortEqual)); by != keyT || diff != "" {
+			t.Errorf("answer's offer by %v (-want +got):\n%s", by, diff)
+		}
+		if in, out := packetSize(valid), packetSize(reply); out > in {
+			t.Errorf("answered %d bytes to R for %d", out, in)
 		}
 		time.Sleep(2 * DefaultPunchTimeout)
-		rounds := int(DefaultPunchTimeout / DefaultProbeInterval)
 		pings := f.pings()
-		if n := len(pings); n < 2*rounds || n > 2*(rounds+1) {
-			t.Errorf("%d probes, want about %d rounds of 2", n, rounds)
+		if len(pings) == 0 || len(pings)*probeSize > packetSize(valid) {
+			t.Errorf("%d probes (%d bytes) for a PunchFrom of %d bytes", len(pings), len(pings)*probeSize, packetSize(valid))
 		}
 		for _, a := range pings {
-			if !slices.Contains(cands, a) {
+			if !slices.Contains(cands, a) && a != addrA {
 				t.Errorf("probed %v, not a candidate", a)
 			}
 		}
@@ -330,14 +419,52 @@ func TestTargetProbesTrustedOnly(t *testing.T) {
 	})
 }
 
-// TestReplyIsNotAnswered checks that a PunchFrom marked Reply is never
-// answered, and starts nothing when no session waits for it: two nodes
-// cannot ping-pong punches through a rendezvous.
+func mustSeal(t *testing.T, c *wire.Codec, to key.Public, m wire.Message) []byte {
+	t.Helper()
+	b, err := c.Seal(nil, to, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestPunchFromNoAmplifier is the reflector of old: one PunchFrom with
+// eight candidates makes the target send no more bytes of probes than the
+// PunchFrom had, however the offer is padded.
+func TestPunchFromNoAmplifier(t *testing.T) {
+	for _, pad := range []int{0, 300, wire.MaxOfferBodyLen} {
+		t.Run(fmt.Sprint("pad_", pad), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := &fakeNet{}
+				c := newCodecs()
+				p := newFakePuncher(t, c, keyT, f)
+				var eight []netip.AddrPort
+				for i := range wire.MaxCandidates {
+					eight = append(eight, netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i + 1)}), 53))
+				}
+				pad := min(pad, wire.MaxOfferBodyLen-43-8*7)
+				pf := c.punchFrom(t, keyA, keyT, victim, wire.PunchOffer{TxID: 1, Candidates: eight, Pad: pad})
+				p.Handle(keyR, addrR, pf)
+				time.Sleep(2 * DefaultPunchTimeout)
+				in, out := packetSize(pf), len(f.pings())*probeSize
+				t.Logf("PunchFrom of %d bytes: %d probes, %d bytes", in, len(f.pings()), out)
+				if out > in {
+					t.Errorf("%d bytes of probes for a PunchFrom of %d", out, in)
+				}
+			})
+		})
+	}
+}
+
+// TestReplyIsNotAnswered checks that a PunchFrom whose offer is a Reply is
+// never answered, and starts nothing when no session waits for it: two
+// nodes cannot ping-pong punches through a rendezvous.
 func TestReplyIsNotAnswered(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeNet{}
-		p := newFakePuncher(t, keyT, f)
-		p.Handle(keyR, addrR, wire.PunchFrom{TxID: 1, From: keyA, Reply: true, Candidates: []netip.AddrPort{lanA}})
+		c := newCodecs()
+		p := newFakePuncher(t, c, keyT, f)
+		p.Handle(keyR, addrR, c.punchFrom(t, keyA, keyT, addrA, wire.PunchOffer{TxID: 1, Reply: true, Candidates: []netip.AddrPort{lanA}}))
 		time.Sleep(2 * DefaultPunchTimeout)
 		if got, pings := f.messages(), f.pings(); len(got) != 0 || len(pings) != 0 {
 			t.Fatalf("sent %+v, probed %v", got, pings)
@@ -351,16 +478,17 @@ func TestReplyIsNotAnswered(t *testing.T) {
 func TestResponderCooldown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeNet{}
-		p := newFakePuncher(t, keyT, f)
-		pf := wire.PunchFrom{TxID: 1, From: keyA, Candidates: []netip.AddrPort{victim}}
-		p.Handle(keyR, addrR, pf)
+		c := newCodecs()
+		p := newFakePuncher(t, c, keyT, f)
+		o := wire.PunchOffer{TxID: 1, Candidates: []netip.AddrPort{victim}}
+		p.Handle(keyR, addrR, c.punchFrom(t, keyA, keyT, addrA, o))
 		time.Sleep(DefaultPunchTimeout + time.Millisecond)
-		p.Handle(keyR, addrR, pf)
+		p.Handle(keyR, addrR, c.punchFrom(t, keyA, keyT, addrA, o))
 		if s := p.Stats(); s.Busy != 1 {
 			t.Errorf("right after a session: %+v, want one Busy", s)
 		}
 		time.Sleep(responderCooldown)
-		p.Handle(keyR, addrR, pf)
+		p.Handle(keyR, addrR, c.punchFrom(t, keyA, keyT, addrA, o))
 		if s := p.Stats(); s.Busy != 1 || len(f.messages()) != 2 {
 			t.Errorf("after the cooldown: %+v, %d answers; want a second session", s, len(f.messages()))
 		}
@@ -374,7 +502,8 @@ func TestPunchInitiator(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lanT := ipport("192.168.1.11:62096")
 		f := &fakeNet{answer: map[netip.AddrPort]bool{lanT: true}}
-		p := newFakePuncher(t, keyA, f)
+		c := newCodecs()
+		p := newFakePuncher(t, c, keyA, f)
 		type result struct {
 			addr netip.AddrPort
 			err  error
@@ -393,12 +522,23 @@ func TestPunchInitiator(t *testing.T) {
 		if len(sends) != 2 {
 			t.Errorf("sent %d punches in a second, want 2", len(sends))
 		}
+		var txid uint64
 		for _, s := range sends {
-			if m, ok := s.m.(wire.Punch); !ok || s.to != keyR || s.addr != addrR || m.Target != keyT || m.Reply {
-				t.Errorf("sent %+v, want a Punch for T to R", s)
+			m, ok := s.m.(wire.Punch)
+			if !ok || s.to != keyR || s.addr != addrR || m.Target != keyT {
+				t.Fatalf("sent %+v, want a Punch for T to R", s)
 			}
+			by, o := c.open(t, keyT, m.Offer)
+			want := wire.PunchOffer{TxID: m.TxID, Rendezvous: keyR, Mapping: 2, Candidates: ownCand}
+			if diff := cmp.Diff(want, o, cmp.Comparer(addrPortEqual)); by != keyA || diff != "" {
+				t.Errorf("offer by %v (-want +got):\n%s", by, diff)
+			}
+			if n := packetSize(m); n < offerBodyLen {
+				t.Errorf("punch of %d bytes: not padded", n)
+			}
+			txid = m.TxID
 		}
-		p.Handle(keyR, addrR, wire.PunchFrom{TxID: 3, From: keyT, Reply: true, Candidates: []netip.AddrPort{addrT, lanT}})
+		p.Handle(keyR, addrR, c.punchFrom(t, keyT, keyA, addrT, wire.PunchOffer{TxID: txid, Reply: true, Candidates: []netip.AddrPort{lanT}, Pad: 300}))
 		r := <-done
 		if r.err != nil || r.addr != lanT {
 			t.Fatalf("Punch = %v, %v; want %v", r.addr, r.err, lanT)
@@ -415,7 +555,7 @@ func TestPunchLearnsPeerReflexive(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fresh := ipport("192.0.2.7:31337")
 		f := &fakeNet{answer: map[netip.AddrPort]bool{fresh: true}}
-		p := newFakePuncher(t, keyA, f)
+		p := newFakePuncher(t, newCodecs(), keyA, f)
 		done := make(chan error)
 		go func() {
 			_, err := p.Punch(t.Context(), keyT, dht.Contact{}, []netip.AddrPort{addrT})
@@ -441,7 +581,7 @@ func TestPunchLearnsPeerReflexive(t *testing.T) {
 func TestPunchTimesOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeNet{}
-		p := newFakePuncher(t, keyA, f)
+		p := newFakePuncher(t, newCodecs(), keyA, f)
 		start := time.Now()
 		_, err := p.Punch(t.Context(), keyT, dht.Contact{Key: keyR, Addr: addrR}, []netip.AddrPort{addrT})
 		if !errors.Is(err, ErrNoAnswer) {
@@ -459,7 +599,7 @@ func TestPunchTimesOut(t *testing.T) {
 func TestCloseEndsSessions(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeNet{}
-		p := newFakePuncher(t, keyA, f)
+		p := newFakePuncher(t, newCodecs(), keyA, f)
 		done := make(chan error)
 		go func() {
 			_, err := p.Punch(t.Context(), keyT, dht.Contact{}, []netip.AddrPort{addrT})

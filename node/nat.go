@@ -13,6 +13,7 @@ import (
 	"github.com/whnet/wh/orchid"
 	"github.com/whnet/wh/relay"
 	"github.com/whnet/wh/tunnel"
+	"github.com/whnet/wh/wire"
 )
 
 // startNAT sets up what the node knows about its own reachability
@@ -20,13 +21,11 @@ import (
 func (nd *Node) startNAT() error {
 	nd.det = nat.NewDetector(nat.DetectorConfig{Local: nd.localAddrs})
 	p, err := nat.New(nat.Config{
-		Self: nd.pub,
-		Send: nd.Send,
-		Ping: func(ctx context.Context, to key.Public, addr netip.AddrPort) error {
-			// NAT: a punched peer is never handed out as a DHT hop.
-			_, err := nd.dht.Ping(ctx, dht.Contact{Key: to, Addr: addr, NAT: true})
-			return err
-		},
+		Self:       nd.pub,
+		Send:       nd.Send,
+		Seal:       func(to key.Public, m wire.Message) ([]byte, error) { return nd.codec.Seal(nil, to, m) },
+		Open:       nd.codec.Open,
+		Ping:       nd.probePath,
 		Candidates: nd.candidates,
 		NAT:        nd.det.Info,
 		Accept:     nd.acceptPunch,

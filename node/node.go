@@ -82,17 +82,28 @@ type Node struct {
 	auth *auth // alias slots: claims made here and by this node (auth.go)
 
 	ready atomic.Bool // set when New is done: control messages are handled
-	port  uint16
-	boot  []dht.Contact // the boot nodes, resolved at start
+	// pongSrc is the source of the Pong being handled, by sender, for
+	// onPong (called inside dht.Handle, on the receive goroutine).
+	pongSrc sync.Map // key.Public → netip.AddrPort
+	port    uint16
+	boot    []dht.Contact // the boot nodes, resolved at start
 	// subnet is the overlay's, whose addresses are never underlay
 	// candidates. It cannot change on reload (the node's own address
 	// would).
 	subnet netip.Prefix
 	addrs  []netip.Prefix // the interface's addresses
 
-	mu    sync.Mutex
-	net   *config.Network      // guarded by mu
-	peers map[key.Public]*peer // trusted peers other than self; guarded by mu
+	// Lock order: applyMu, then mu; then the locks of the Bind, the
+	// relay client and the puncher, which never call back into the node
+	// holding them; path.go's probes.mu is a leaf. The device is never
+	// called with mu held; Bind calls under mu (Learn, SetPath) change
+	// tables, but SetPath may send a held handshake: left for the path
+	// engine to move out.
+	applyMu sync.Mutex // serializes applyPeers: one device configuration at a time
+	mu      sync.Mutex
+	net     *config.Network      // guarded by mu
+	peers   map[key.Public]*peer // trusted peers other than self; guarded by mu
+	probes  probes               // path probes out (path.go)
 
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
@@ -104,14 +115,8 @@ type Node struct {
 
 // peer is the node's view of one trusted peer. Guarded by Node.mu.
 type peer struct {
-	cfg       config.Node
-	direct    netip.AddrPort // current direct path; invalid if none
-	confirmed time.Time      // last authenticated message from direct
-	nextTry   time.Time      // when to look for a path again
-	backoff   time.Duration
-	trying    bool
-	relayed   bool   // packets go through nd.relayClient
-	why       string // why there is no path, for `wh show`
+	cfg  config.Node
+	path // see path.go
 }
 
 // New starts a node for network n with private key priv: it opens the
@@ -170,6 +175,7 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 		Transport: nd,
 		Table:     dht.TableConfig{Namespace: n.Namespace, Workbit: n.Workbit},
 		NAT:       nd.behindNAT,
+		OnPong:    nd.onPong,
 		Logger:    log.With("sub", "dht"),
 	})
 	if err != nil {
@@ -218,7 +224,9 @@ func New(n *config.Network, priv key.Private, opt Options) (*Node, error) {
 	if err := nd.startRelay(); err != nil {
 		return nil, err
 	}
-	nd.applyPeers(n)
+	if err := nd.applyPeers(n); err != nil {
+		return nil, err
+	}
 	if nd.us != nil {
 		if err := nd.startUserspace(); err != nil {
 			return nil, err
@@ -305,22 +313,31 @@ func (nd *Node) handleControl(msgs []tunnel.Control) {
 			continue // counted by the codec
 		}
 		src := c.Src
+		if pong, ok := m.(wire.Pong); ok {
+			if pr := nd.probes.answer(from, src, pong.TxID); pr != nil {
+				nd.pathVerified(pr.peer, pr.addr)
+				continue // our path probe, no DHT query
+			}
+		}
 		if r, ok := m.(wire.Relayed); ok {
 			// From any relay (see package relay), for trusted peers only.
 			// A burst comes from one relay for one peer: look it up once.
 			if !run.valid || run.relay != from || run.addr != src || run.peer != r.Src {
-				nd.observe(from, src)
+				nd.observe(from, src, len(c.Pkt))
 				run = relayedRun{relay: from, addr: src, peer: r.Src, trusted: nd.relayedFrom(r.Src, from, src), valid: true}
 			}
 			if run.trusted {
 				c.Relayed, c.Peer = r.Payload, r.Src
+				nd.relayClient.Delivered(r.Src, r.Payload) // judges our relay to the peer
 			}
 			continue
 		}
-		nd.observe(from, src)
+		nd.observe(from, src, len(c.Pkt))
 		switch m := m.(type) {
 		case wire.Pong:
-			nd.det.Observe(from, src, m.Observed)
+			// Only the DHT knows whether the pong answers one of our
+			// pings; its OnPong, inside Handle, needs the source.
+			nd.pongSrc.Store(from, src)
 		case wire.Relay:
 			if addr, ok := nd.relayServer.Route(from, m); ok {
 				fwd.add(m.Dst, addr, from, m)
@@ -336,6 +353,9 @@ func (nd *Node) handleControl(msgs []tunnel.Control) {
 		// The puncher sees every message (a peer's new port shows up in
 		// any of them) and consumes its own.
 		_ = nd.punch.Handle(from, src, m) || nd.dht.Handle(from, src, m)
+		if _, ok := m.(wire.Pong); ok {
+			nd.pongSrc.Delete(from)
+		}
 	}
 	for _, f := range fwd {
 		if err := nd.SendBatch(f.dst, f.addr, f.msgs()); err != nil {
@@ -441,32 +461,40 @@ func (nd *Node) Send(to key.Public, addr netip.AddrPort, m wire.Message) error {
 	return nd.bind.SendControl(pkt, addr)
 }
 
-// observe learns from an authenticated message: a trusted peer is at src.
-// Every new direct path starts this way (a probe's ping, or its pong), so
-// the Bind learns the address before WireGuard's first packet from it.
-func (nd *Node) observe(from key.Public, src netip.AddrPort) {
-	nd.mu.Lock()
-	defer nd.mu.Unlock()
-	p, ok := nd.peers[from]
-	if !ok {
-		return
-	}
-	now := time.Now()
-	if p.direct == src {
-		p.confirmed = now
-		return
-	}
-	// Move to the new address if we have none or ours went quiet.
-	if !p.direct.IsValid() || now.Sub(p.confirmed) > 2*probeWait {
-		nd.setDirectLocked(p, src, now)
+// onPong is the DHT's OnPong: a pong that answers one of our pings says
+// where its sender saw us. Pongs nobody asked for never get here: anyone
+// can send one.
+func (nd *Node) onPong(from key.Public, observed netip.AddrPort) {
+	if src, ok := nd.pongSrc.Load(from); ok {
+		nd.det.Observe(from, src.(netip.AddrPort), observed)
 	}
 }
 
+// observe learns from an authenticated message of n bytes: a trusted
+// peer is at src. From the direct path, it confirms the path; from
+// another address, it makes the node ask the peer there (ask): the path
+// moves only when the peer answers from there.
+func (nd *Node) observe(from key.Public, src netip.AddrPort, n int) {
+	nd.mu.Lock()
+	p, ok := nd.peers[from]
+	same := ok && p.direct == src
+	if same {
+		p.confirmed = time.Now()
+	}
+	nd.mu.Unlock()
+	if ok && !same {
+		nd.ask(from, src, n)
+	}
+}
+
+// setDirectLocked makes addr, verified by a probe, p's path. nd.mu must
+// be held.
 func (nd *Node) setDirectLocked(p *peer, addr netip.AddrPort, now time.Time) {
 	if p.direct.IsValid() && p.direct != addr {
 		nd.bind.Forget(p.direct)
 	}
 	p.direct, p.confirmed, p.why = addr, now, ""
+	p.since = now // traffic before now was on another path
 	p.backoff = 0
 	if p.relayed {
 		p.relayed = false
@@ -584,7 +612,8 @@ func (nd *Node) maintain(ctx context.Context) {
 		if p.trying || now.Before(p.nextTry) {
 			continue
 		}
-		if p.direct.IsValid() && (now.Sub(hs[k]) < pathStale || now.Sub(p.confirmed) < pathStale) {
+		nd.refreshLocked(p)
+		if p.working(now) || p.direct.IsValid() && (now.Sub(hs[k]) < pathStale || now.Sub(p.confirmed) < pathStale) {
 			continue
 		}
 		p.trying = true
@@ -608,8 +637,8 @@ func (nd *Node) handshakes() map[key.Public]time.Time {
 // connect looks for a path to peer k. Its configured endpoint and a
 // public address from the DHT are probed with pings; a peer behind NAT is
 // punched through the node that keeps it alive (its Via). The first
-// answer wins: observe sets the path when the pong arrives, or the
-// puncher returns the address.
+// answer wins: every probe is probePath's, whose answer sets the path
+// (pathVerified).
 func (nd *Node) connect(ctx context.Context, k key.Public) {
 	nd.mu.Lock()
 	p := nd.peers[k]
@@ -639,7 +668,7 @@ func (nd *Node) connect(ctx context.Context, k key.Public) {
 	if !natted {
 		for _, a := range uniq(cands) {
 			pctx, cancel := context.WithTimeout(ctx, probeWait)
-			_, err := nd.dht.Ping(pctx, dht.Contact{Key: k, Addr: a})
+			err := nd.probePath(pctx, k, a)
 			cancel()
 			if err == nil {
 				found = a
@@ -669,8 +698,8 @@ func (nd *Node) connect(ctx context.Context, k key.Public) {
 	defer nd.mu.Unlock()
 	p.trying = false
 	if found.IsValid() {
-		if p.direct != found {
-			nd.setDirectLocked(p, found, time.Now())
+		if now := time.Now(); p.direct != found && p.mayMove(found, now) {
+			nd.setDirectLocked(p, found, now)
 		}
 		return
 	}
@@ -706,22 +735,38 @@ func uniq(as []netip.AddrPort) []netip.AddrPort {
 }
 
 // applyPeers makes the trusted peers of n the node's peers: new ones are
-// added, gone ones removed, the others keep their state and tunnels.
-func (nd *Node) applyPeers(n *config.Network) {
-	nd.mu.Lock()
-	defer nd.mu.Unlock()
-	want := make(map[key.Public]config.Node)
-	nd.net = n
+// added, gone ones removed, the others keep their state and tunnels. The
+// device is configured first, without nd.mu: if it refuses, nothing
+// changed and the error says why.
+func (nd *Node) applyPeers(n *config.Network) error {
+	nd.applyMu.Lock()
+	defer nd.applyMu.Unlock()
 	if nd.dev == nil {
-		return // headless: no tunnels, no paths to keep
+		nd.mu.Lock()
+		nd.net = n // headless: no tunnels, no paths to keep
+		nd.mu.Unlock()
+		return nil
 	}
+	want := make(map[key.Public]config.Node)
 	for _, c := range n.Trusted() {
 		if c.Key == nd.pub || c.Role == config.Alias || !c.IP.IsValid() {
 			continue
 		}
 		want[c.Key] = c
 	}
+	var wg []tunnel.Peer
+	for k, c := range want {
+		wg = append(wg, tunnel.Peer{Key: k, Keepalive: nd.keepalive(), AllowedIPs: []netip.Prefix{
+			netip.PrefixFrom(c.IP, c.IP.BitLen()),
+			netip.PrefixFrom(orchid.Addr(k, n.Namespace), 128),
+		}})
+	}
+	if err := nd.dev.SetPeers(wg); err != nil {
+		return fmt.Errorf("configuring WireGuard peers: %w", err)
+	}
 	nd.codec.Pin("trusted", slices.Collect(maps.Keys(want))...)
+	nd.mu.Lock()
+	nd.net = n
 	var gone []key.Public
 	for k, p := range nd.peers {
 		if _, ok := want[k]; !ok {
@@ -736,26 +781,19 @@ func (nd *Node) applyPeers(n *config.Network) {
 			gone = append(gone, k)
 		}
 	}
-	var wg []tunnel.Peer
 	for k, c := range want {
 		if p, ok := nd.peers[k]; ok {
 			p.cfg = c
 		} else {
 			nd.peers[k] = &peer{cfg: c}
 		}
-		wg = append(wg, tunnel.Peer{Key: k, Keepalive: nd.keepalive(), AllowedIPs: []netip.Prefix{
-			netip.PrefixFrom(c.IP, c.IP.BitLen()),
-			netip.PrefixFrom(orchid.Addr(k, n.Namespace), 128),
-		}})
 	}
-	if err := nd.dev.SetPeers(wg); err != nil {
-		nd.log.Error("configuring WireGuard peers", "err", err)
-		return
-	}
+	nd.mu.Unlock()
 	// Only now that the device has dropped them: their endpoints go.
 	for _, k := range gone {
 		nd.bind.RemovePeer(k)
 	}
+	return nil
 }
 
 // Reload applies a changed config. The namespace, the workbit and the
@@ -782,8 +820,10 @@ func (nd *Node) Reload(n *config.Network) error {
 			}
 		}
 	}
+	if err := nd.applyPeers(n); err != nil {
+		return fmt.Errorf("reload not applied, the network runs as before: %w", err)
+	}
 	nd.auth.effective(raw)
-	nd.applyPeers(n)
 	nd.updateDNS(n)
 	nd.log.Info("reloaded", "trusted", len(n.Trusted()))
 	return nil

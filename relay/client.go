@@ -25,6 +25,14 @@ const (
 	DefaultDeadAfter     = 2
 	DefaultProbeInterval = 15 * time.Second
 	DefaultMaxCandidates = 4
+	// DefaultDeliverTimeout is how long a handshake initiation sent
+	// through a relay may go unanswered before the relay counts as not
+	// delivering for that peer: more than WireGuard's 5 s retry, so that
+	// two initiations went, and the switch comes within 10 s.
+	DefaultDeliverTimeout = 6 * time.Second
+	// undeliveredFor is how long a relay that did not deliver for a peer
+	// stays behind the others for it.
+	undeliveredFor = time.Minute
 )
 
 // ErrNoRelay is returned by Client.Send for a peer without a relay.
@@ -64,6 +72,11 @@ type ClientConfig struct {
 	// MaxCandidates is how many candidates of one peer are kept, the
 	// first ones given. Zero means DefaultMaxCandidates.
 	MaxCandidates int
+	// DeliverTimeout is how long the peer may leave a handshake
+	// initiation sent through its relay unanswered (Delivered) before
+	// the client moves it to another: a relay that answers pings may
+	// still drop frames. Zero means DefaultDeliverTimeout.
+	DeliverTimeout time.Duration
 	// Logger receives relay changes at info level. Nil means no logs.
 	Logger *slog.Logger
 }
@@ -71,8 +84,12 @@ type ClientConfig struct {
 // Client sends a node's WireGuard packets through relays and delivers
 // those relayed to it. For each peer it keeps the candidates the node
 // gives, measures them with pings, and sends through the fastest live one,
-// switching when it dies or a faster one appears. Run does the pinging.
-// All methods are safe for concurrent use.
+// switching when it dies or a faster one appears. A relay is judged by
+// what it delivers too: when a WireGuard handshake initiation sent
+// through it goes unanswered for DeliverTimeout (the node reports the
+// peer's handshake responses with Delivered), the peer moves to another
+// candidate. Run does the pinging and the judging. All methods are safe
+// for concurrent use.
 type Client struct {
 	// Constant after NewClient.
 	cfg  ClientConfig
@@ -94,9 +111,16 @@ type peerState struct {
 	key     key.Public          // constant
 	current atomic.Pointer[hop] // nil when there is no candidate
 
+	// awaiting is when the first handshake initiation sent through the
+	// current relay since the peer's last handshake response went, in
+	// Unix ns; zero when none waits. Set by Send, cleared by Delivered
+	// and by a change of relay.
+	awaiting atomic.Int64
+
 	// Guarded by Client.mu.
-	cands []*relayState // the node's candidates, in its order
-	cur   *relayState   // the relay current points to
+	cands       []*relayState             // the node's candidates, in its order
+	cur         *relayState               // the relay current points to
+	undelivered map[*relayState]time.Time // relays that did not deliver for the peer, until when
 }
 
 // hop is where a peer's packets go: an immutable pair, swapped whole.
@@ -127,10 +151,13 @@ type ClientStats struct {
 	SendErrors uint64 // Relay frames Send failed on
 	NoRelay    uint64 // packets dropped: no relay for their peer
 	Switches   uint64 // times a peer moved from one relay to another
+	// Undelivered counts the times a relay left a peer's handshake
+	// initiation unanswered for DeliverTimeout.
+	Undelivered uint64
 }
 
 type clientCounters struct {
-	sent, sentBytes, sendErrors, noRelay, switches atomic.Uint64
+	sent, sentBytes, sendErrors, noRelay, switches, undelivered atomic.Uint64
 }
 
 // NewClient returns a client for cfg. It starts no goroutine: call Run.
@@ -153,6 +180,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.MaxCandidates <= 0 {
 		cfg.MaxCandidates = DefaultMaxCandidates
 	}
+	if cfg.DeliverTimeout <= 0 {
+		cfg.DeliverTimeout = DefaultDeliverTimeout
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -173,7 +203,7 @@ func (c *Client) Stats() ClientStats {
 	s := &c.stats
 	return ClientStats{
 		Sent: s.sent.Load(), SentBytes: s.sentBytes.Load(), SendErrors: s.sendErrors.Load(),
-		NoRelay: s.noRelay.Load(), Switches: s.switches.Load(),
+		NoRelay: s.noRelay.Load(), Switches: s.switches.Load(), Undelivered: s.undelivered.Load(),
 	}
 }
 
@@ -183,12 +213,19 @@ func (c *Client) Stats() ClientStats {
 // ErrNoRelay (wrapped) if the peer has no relay, or Send's.
 func (c *Client) Send(peer key.Public, bufs [][]byte) error {
 	var h *hop
-	if ps := (*c.peers.Load())[peer]; ps != nil {
+	ps := (*c.peers.Load())[peer]
+	if ps != nil {
 		h = ps.current.Load()
 	}
 	if h == nil {
 		c.stats.noRelay.Add(uint64(len(bufs)))
 		return fmt.Errorf("relay: send to %s: %w", peer.Short(8), ErrNoRelay)
+	}
+	for _, b := range bufs {
+		if isInitiation(b) && ps.awaiting.CompareAndSwap(0, time.Now().UnixNano()) {
+			c.wake() // Run judges the relay when the answer is late
+			break
+		}
 	}
 	if len(bufs) > 1 && c.cfg.SendBatch != nil {
 		return c.sendBatch(peer, h, bufs)
@@ -235,6 +272,22 @@ func (c *Client) sendBatch(peer key.Public, h *hop, bufs [][]byte) error {
 	c.stats.sent.Add(uint64(len(bufs)))
 	c.stats.sentBytes.Add(size)
 	return nil
+}
+
+// WireGuard's handshake messages, by type and size.
+func isInitiation(b []byte) bool { return len(b) == 148 && b[0] == 1 && b[1]|b[2]|b[3] == 0 }
+func isResponse(b []byte) bool   { return len(b) == 92 && b[0] == 2 && b[1]|b[2]|b[3] == 0 }
+
+// Delivered is told of a WireGuard packet from peer that a relay
+// delivered: a handshake response answers the initiations sent through
+// the peer's relay, which so delivers. It is cheap on other packets.
+func (c *Client) Delivered(peer key.Public, pkt []byte) {
+	if !isResponse(pkt) {
+		return
+	}
+	if ps := (*c.peers.Load())[peer]; ps != nil {
+		ps.awaiting.Store(0)
+	}
 }
 
 // Current returns the relay through which packets to peer go now.
@@ -338,16 +391,27 @@ func (c *Client) storePeersLocked(peers map[key.Public]*peerState, k key.Public,
 	c.peers.Store(&next)
 }
 
-// rank orders relays for choosing: live ones (answered, not dead) by
-// round-trip time, then those not measured yet, then dead ones.
-func (c *Client) rank(r *relayState) int {
+// Ranks of a relay for a peer, best first.
+const (
+	rankLive        = iota // answers pings, by round-trip time
+	rankUnmeasured         // not answered yet
+	rankUndelivered        // answers pings, but left the peer's handshake unanswered
+	rankDead               // missed DeadAfter pings
+)
+
+// rank orders relays for choosing for ps: live ones by round-trip time,
+// then those not measured yet, then those that did not deliver for ps,
+// then dead ones.
+func (c *Client) rank(ps *peerState, r *relayState) int {
 	switch {
 	case r.misses >= c.cfg.DeadAfter:
-		return 2
+		return rankDead
+	case time.Now().Before(ps.undelivered[r]):
+		return rankUndelivered
 	case r.srtt == 0:
-		return 1
+		return rankUnmeasured
 	}
-	return 0
+	return rankLive
 }
 
 // chooseLocked sets the peer's relay to its best candidate. It moves off
@@ -356,20 +420,53 @@ func (c *Client) rank(r *relayState) int {
 func (c *Client) chooseLocked(ps *peerState) {
 	var best *relayState
 	for _, r := range ps.cands {
-		if best == nil || c.rank(r) < c.rank(best) || c.rank(r) == 0 && c.rank(best) == 0 && r.srtt < best.srtt {
+		rr, rb := c.rank(ps, r), 0
+		if best != nil {
+			rb = c.rank(ps, best)
+		}
+		if best == nil || rr < rb || rr == rankLive && rb == rankLive && r.srtt < best.srtt {
 			best = r
 		}
 	}
-	if cur := ps.cur; cur != nil && has(ps.cands, cur.key) && !c.better(best, cur) {
+	if cur := ps.cur; cur != nil && has(ps.cands, cur.key) && !c.better(ps, best, cur) {
 		return
 	}
 	c.setLocked(ps, best)
 }
 
-// better reports whether b is worth moving to from cur.
-func (c *Client) better(b, cur *relayState) bool {
-	rb, rc := c.rank(b), c.rank(cur)
-	return rb < rc || rb == 0 && rc == 0 && b.srtt < cur.srtt-max(cur.srtt/5, time.Millisecond)
+// better reports whether b is worth moving ps to from cur.
+func (c *Client) better(ps *peerState, b, cur *relayState) bool {
+	rb, rc := c.rank(ps, b), c.rank(ps, cur)
+	return rb < rc || rb == rankLive && rc == rankLive && b.srtt < cur.srtt-max(cur.srtt/5, time.Millisecond)
+}
+
+// judgeLocked moves ps off a relay that left a handshake initiation
+// unanswered for DeliverTimeout, and returns when to judge again (zero:
+// nothing waits).
+func (c *Client) judgeLocked(ps *peerState, now time.Time) time.Time {
+	at := ps.awaiting.Load()
+	if at == 0 || ps.cur == nil {
+		return time.Time{}
+	}
+	due := time.Unix(0, at).Add(c.cfg.DeliverTimeout)
+	if now.Before(due) {
+		return due
+	}
+	r := ps.cur
+	if ps.undelivered == nil {
+		ps.undelivered = make(map[*relayState]time.Time)
+	}
+	for k, until := range ps.undelivered {
+		if !now.Before(until) || !has(ps.cands, k.key) {
+			delete(ps.undelivered, k)
+		}
+	}
+	ps.undelivered[r] = now.Add(undeliveredFor)
+	ps.awaiting.Store(0)
+	c.stats.undelivered.Add(1)
+	c.log.Info("relay: handshake unanswered", "peer", ps.key.Short(8), "relay", r.key.Short(8), "after", c.cfg.DeliverTimeout)
+	c.chooseLocked(ps)
+	return time.Time{}
 }
 
 // setLocked makes r, possibly nil, the peer's relay. A relay that comes
@@ -392,10 +489,11 @@ func (c *Client) setLocked(ps *peerState, r *relayState) {
 		r.next = time.Time{}
 	}
 	ps.current.Store(&hop{relay: r.key, addr: r.addr})
+	ps.awaiting.Store(0) // the new relay is judged afresh
 	attrs := []any{"peer", ps.key.Short(8), "relay", r.key.Short(8), "endpoint", r.addr, "rtt", r.srtt}
 	if old != nil {
 		c.stats.switches.Add(1)
-		attrs = append(attrs, "from", old.key.Short(8), "from_dead", c.rank(old) == 2)
+		attrs = append(attrs, "from", old.key.Short(8), "from_dead", old.misses >= c.cfg.DeadAfter)
 	}
 	c.log.Info("relay", attrs...)
 }
@@ -426,13 +524,18 @@ func (c *Client) wake() {
 	}
 }
 
-// startDue starts the pings that are due and returns when the next one
-// is.
+// startDue judges the relays whose answers are late, starts the pings
+// that are due, and returns when the next of either is.
 func (c *Client) startDue(ctx context.Context, wg *sync.WaitGroup) time.Time {
 	now := time.Now()
 	next := now.Add(c.cfg.ProbeInterval)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for _, ps := range *c.peers.Load() {
+		if due := c.judgeLocked(ps, now); !due.IsZero() && due.Before(next) {
+			next = due
+		}
+	}
 	for _, r := range c.relays {
 		if r.pinging {
 			continue

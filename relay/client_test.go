@@ -327,3 +327,65 @@ func TestClientAddressChange(t *testing.T) {
 		}
 	})
 }
+
+// handshake returns a WireGuard handshake message of type t (1 initiation,
+// 2 response) with its size.
+func handshake(t byte) []byte {
+	b := make([]byte, map[byte]int{1: 148, 2: 92}[t])
+	b[0] = t
+	return b
+}
+
+// TestClientJudgesByDelivery: a relay that answers pings but drops the
+// peer's frames (its handshake initiations go unanswered) is left for
+// another within 10 s; one whose initiations are answered is kept.
+func TestClientJudgesByDelivery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeRelays(map[key.Public]time.Duration{relay1: 10 * time.Millisecond, relay2: 40 * time.Millisecond})
+		c := startClient(t, &recorder{}, f)
+		c.SetCandidates(peerP, contacts(relay1, relay2))
+		c.SetCandidates(peerQ, contacts(relay1, relay2))
+		time.Sleep(5 * time.Second)
+		if currentOf(t, c, peerP) != relay1 || currentOf(t, c, peerQ) != relay1 {
+			t.Fatal("relay1, the faster, not chosen")
+		}
+
+		// WireGuard retries an unanswered initiation every 5 s. P's are
+		// never answered through relay1; Q's are, at once.
+		start := time.Now()
+		moved := time.Duration(0)
+		for range 4 {
+			if err := c.Send(peerP, [][]byte{handshake(1)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Send(peerQ, [][]byte{handshake(1)}); err != nil {
+				t.Fatal(err)
+			}
+			c.Delivered(peerQ, handshake(2))
+			c.Delivered(peerP, wgData(100, 1)) // data says nothing of our frames
+			if currentOf(t, c, peerP) == relay2 {
+				c.Delivered(peerP, handshake(2)) // relay2 delivers
+			}
+			for range 50 {
+				time.Sleep(100 * time.Millisecond)
+				if moved == 0 && currentOf(t, c, peerP) == relay2 {
+					moved = time.Since(start)
+				}
+			}
+		}
+		if moved == 0 || moved > 10*time.Second {
+			t.Errorf("P moved off the relay that drops its frames after %v, want within 10 s", moved)
+		}
+		if got := currentOf(t, c, peerQ); got != relay1 {
+			t.Errorf("Q, answered through relay1, moved to %v", got.Short(8))
+		}
+		// Through relay2, P's handshakes are answered: it stays there.
+		time.Sleep(DefaultProbeInterval)
+		if got := currentOf(t, c, peerP); got != relay2 {
+			t.Errorf("P went back to %v while relay1 is marked", got.Short(8))
+		}
+		if s := c.Stats(); s.Undelivered != 1 {
+			t.Errorf("stats %+v, want one undelivered", s)
+		}
+	})
+}

@@ -24,7 +24,12 @@
 // every ProbeInterval (15 s), which also keeps our NAT's mapping towards
 // them open so that they can reach us as soon as they are needed. A dead
 // relay that answers again is live again; a live one at least a fifth
-// faster than the current one takes over.
+// faster than the current one takes over. A relay that answers pings but
+// drops frames is caught by what it delivers: when a WireGuard handshake
+// initiation sent through it goes unanswered for DeliverTimeout (6 s;
+// the node reports each relayed handshake response with
+// Client.Delivered), the peer moves to another candidate, and that relay
+// stays behind the others for that peer for a minute.
 //
 // Each side chooses its own relay for what it sends, so the two
 // directions may use different relays. That is what lets the candidates

@@ -223,6 +223,9 @@ func (b *Bind) demux(recv conn.ReceiveFunc) conn.ReceiveFunc {
 				}
 				if src := unmap(std.AddrPort); src != lastSrc {
 					lastSrc, lastPeer = src, t.byAddr[src]
+					if lastPeer != nil { // once per run of one source
+						lastPeer.directIn.Store(time.Now().UnixNano())
+					}
 				}
 				if lastPeer != nil {
 					eps[i] = lastPeer
@@ -537,6 +540,19 @@ func (b *Bind) Learn(addr netip.AddrPort, peer key.Public) error {
 	nt.byAddr[addr] = pe
 	b.tables.Store(&nt)
 	return nil
+}
+
+// LastDirect returns when a WireGuard packet last came from an address
+// learned for peer (its direct path); zero if none did.
+func (b *Bind) LastDirect(peer key.Public) time.Time {
+	pe := b.tables.Load().byKey[peer]
+	if pe == nil {
+		return time.Time{}
+	}
+	if ns := pe.directIn.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // Forget undoes Learn: datagrams from addr again carry a plain endpoint.

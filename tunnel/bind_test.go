@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -916,4 +917,39 @@ func TestResendOnPathChange(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBindLastDirect: WireGuard packets from an address learned for a
+// peer, and only those, say when its direct path last carried traffic.
+func TestBindLastDirect(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBind(BindOptions{IsControl: isTestControl, OnControl: unwrapTestRelay(func([]byte, netip.AddrPort) {})})
+		peer := testKey(t).Public()
+		learned := netip.MustParseAddrPort("192.0.2.1:1000")
+		other := netip.MustParseAddrPort("192.0.2.2:2000")
+		if err := b.Learn(learned, peer); err != nil {
+			t.Fatal(err)
+		}
+		receive := func(pkt []byte, src netip.AddrPort) {
+			recv := b.demux(func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+				sizes[0] = copy(bufs[0], pkt)
+				eps[0] = &conn.StdNetEndpoint{AddrPort: src}
+				return 1, nil
+			})
+			if _, err := recv([][]byte{make([]byte, 2048)}, make([]int, 1), make([]conn.Endpoint, 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		receive(dataPacket(1), other)
+		receive(relayFrame(peer, dataPacket(2)), other)
+		receive([]byte{0xff, 'h', 'i'}, learned)
+		if got := b.LastDirect(peer); !got.IsZero() {
+			t.Fatalf("LastDirect = %v after no WireGuard packet from the learned address", got)
+		}
+		time.Sleep(time.Minute)
+		receive(dataPacket(3), learned)
+		if got := b.LastDirect(peer); !got.Equal(time.Now()) {
+			t.Errorf("LastDirect = %v, want now (%v)", got, time.Now())
+		}
+	})
 }

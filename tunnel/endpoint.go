@@ -57,6 +57,10 @@ type peerEndpoint struct {
 	// initiationIn is when the last handshake initiation from the peer
 	// arrived, directly or through a relay (Unix nanoseconds).
 	initiationIn atomic.Int64
+	// directIn is when a WireGuard packet last came from an address
+	// learned for the peer (Bind.Learn: its direct path), in Unix
+	// nanoseconds.
+	directIn atomic.Int64
 }
 
 var _ conn.Endpoint = (*peerEndpoint)(nil)

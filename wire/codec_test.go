@@ -417,7 +417,7 @@ func TestOpenRejects(t *testing.T) {
 			return seal(t, s.worked, s.receiver.Public(), rawMessage{byte(TypePing), 1, 2})
 		}, ErrMalformed, func(s *Stats) *uint64 { return &s.Malformed }},
 		{"unknown_type", 8, func(s setup) []byte {
-			return seal(t, s.worked, s.receiver.Public(), rawMessage{0x0c, 1, 2})
+			return seal(t, s.worked, s.receiver.Public(), rawMessage{0x0d, 1, 2})
 		}, ErrUnknownType, func(s *Stats) *uint64 { return &s.UnknownType }},
 	}
 	for _, tt := range tests {

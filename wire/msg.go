@@ -30,7 +30,7 @@ const (
 var typeNames = [...]string{
 	TypePing: "ping", TypePong: "pong", TypeFindNode: "find-node", TypeNodes: "nodes",
 	TypePunch: "punch", TypeRelay: "relay", TypeRelayed: "relayed", TypeAuth: "auth", TypeAuthed: "authed",
-	TypePunchFrom: "punch-from", TypeClaim: "claim",
+	TypePunchFrom: "punch-from", TypeClaim: "claim", TypePunchOffer: "punch-offer",
 }
 
 func (t Type) String() string {
@@ -311,7 +311,7 @@ func ParseMessage(body []byte) (Message, error) {
 		return FindNode{TxID: binary.BigEndian.Uint64(body[1:]), Target: key.Public(body[9:]), Size: len(body)}, nil
 	case TypeNodes:
 		return parseNodes(body)
-	case TypePunch, TypePunchFrom:
+	case TypePunch, TypePunchFrom, TypePunchOffer:
 		return parsePunch(body)
 	case TypeRelay:
 		return parseRelay(body)

@@ -170,7 +170,7 @@ func TestParseMessageErrors(t *testing.T) {
 		{"type_zero", "00 0000000000000001 00", ErrUnknownType},
 		{"type_ff", "ff", ErrUnknownType},
 		{"punch_short", "05 0000000000000001", ErrMalformed},
-		{"type_0c", "0c", ErrUnknownType},
+		{"type_0d", "0d", ErrUnknownType},
 		{"ping_short", "01 0000000000000001", ErrMalformed},
 		{"pong_no_addr", "02 0000000000000001", ErrMalformed},
 		{"pong_family_5", "02 0000000000000001 05 c0000201 ca6c", ErrMalformed},
