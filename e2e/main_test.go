@@ -67,7 +67,7 @@ type member struct {
 	host    *lab.Host
 	priv    key.Private
 	iface   string
-	dir     string // the working directory of its wh commands
+	dir     string   // the working directory of its wh commands
 	keyf    string   // its private-key file, relative to dir; "" for none
 	env     []string // added to its wh commands' environment
 	running bool     // up, not yet down

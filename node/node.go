@@ -78,8 +78,8 @@ type Node struct {
 	dnsServer  *resolver.Server     // nil without DNS
 	dnsInteg   *resolver.Integrator // nil when not hooked into the system
 
-	us *userspace // nil unless a userspace node
-	auth *auth // alias slots: claims made here and by this node (auth.go)
+	us   *userspace // nil unless a userspace node
+	auth *auth      // alias slots: claims made here and by this node (auth.go)
 
 	ready atomic.Bool // set when New is done: control messages are handled
 	// pongSrc is the source of the Pong being handled, by sender, for
