@@ -57,8 +57,8 @@ inviter does not answer within 60 s.
 const defaultConfig = "/etc/wirehub/0nc.conf"
 
 // findTimeout bounds how long the invitee looks for the inviter: the
-// claim answered and the TCP connection set up.
-const findTimeout = 60 * time.Second
+// claim answered and the TCP connection set up. A variable for tests.
+var findTimeout = 60 * time.Second
 
 // port is the overlay TCP port the inviter listens on.
 const port = 1
@@ -357,6 +357,9 @@ func (s *session) join(ctx context.Context, m meet, text string, stdin io.Reader
 		}
 		if fctx.Err() != nil {
 			return fmt.Errorf("the inviter was not found within %v", findTimeout)
+		}
+		if !errors.Is(err, node.ErrNoAnswer) {
+			return fmt.Errorf("claiming the invitation: %w", err)
 		}
 	}
 	s.logf("claim accepted by the inviter")

@@ -236,3 +236,27 @@ func TestBadInvitation(t *testing.T) {
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
 
 func inviteParse(s string) (invite.Invitation, error) { return invite.Parse(s, "test", 4) }
+
+// TestNotFound: an invitation whose inviter is gone exits 1 once the
+// time to find it has passed, saying so.
+func TestNotFound(t *testing.T) {
+	cfg := setup(t)
+	old := findTimeout
+	findTimeout = 3 * time.Second
+	t.Cleanup(func() { findTimeout = old })
+	var inv invite.Invitation
+	for _, k := range []*key.Private{new(key.Private), &inv.Alias} {
+		var err error
+		if *k, err = key.Search(context.Background(), 4, "test", key.SearchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if k != &inv.Alias {
+			inv.Inviter = k.Public()
+		}
+	}
+	r, done := start([]string{cfg, inv.String()}, strings.NewReader("lost"), nil)
+	wait(t, "0nc", done, 60*time.Second)
+	if r.code != 1 || !strings.Contains(r.stderr.String(), "the inviter was not found within 3s") || r.stdout.Len() != 0 {
+		t.Errorf("exit %d, stderr %q, stdout %q", r.code, r.stderr, r.stdout)
+	}
+}
