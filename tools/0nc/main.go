@@ -273,7 +273,7 @@ func (s *session) invite(ctx context.Context, m meet, stdin io.Reader, stdout io
 		c = a.c
 	}
 	ln.Close() // one connection per invitation
-	s.logf("connected: %s", s.describe(nd, peerName))
+	s.logf("connected: %s", s.describeSoon(ctx, nd, peerName))
 	return s.pipe(ctx, nd, peerName, c, stdin, stdout)
 }
 
@@ -377,8 +377,23 @@ func (s *session) join(ctx context.Context, m meet, text string, stdin io.Reader
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	s.logf("connected: %s", s.describe(nd, inviterName))
+	s.logf("connected: %s", s.describeSoon(ctx, nd, inviterName))
 	return s.pipe(ctx, nd, inviterName, c, stdin, stdout)
+}
+
+// describeSoon is describe once the node knows the path, or after 3 s.
+func (s *session) describeSoon(ctx context.Context, nd *node.Node, host string) string {
+	if !s.verbose {
+		return ""
+	}
+	for i := 0; i < 30; i++ {
+		d := s.describe(nd, host)
+		if strings.Contains(d, "direct ") || strings.Contains(d, "relayed via ") || ctx.Err() != nil {
+			return d
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return s.describe(nd, host)
 }
 
 // describe says who host is and how it is reached.
