@@ -17,6 +17,7 @@ all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/wh ./cmd/wh
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/0nc ./tools/0nc
 
 # The Docker images whnet/wh and whnet/sandbox, tagged $(VERSION) and latest,
 # with nothing pulled (docker/build.sh says how). 0nc goes in when the tree
