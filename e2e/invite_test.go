@@ -131,6 +131,23 @@ func TestInvitation(t *testing.T) {
 	if err := ping(t, a.member, ipOf("laptop"), 30*time.Second); err != nil {
 		t.Errorf("a → laptop: %v", err)
 	}
+	// By name, through each node's own resolver: the members' names on the
+	// new machine, the slot's name on a member. (The lab's namespaces
+	// share this machine's /etc/hosts, so the system resolver is not asked.)
+	byName := func(on *invNode, host, want string) {
+		t.Helper()
+		out, err := whOn(on, "resolve", host)
+		if err != nil || !strings.HasPrefix(out, want+"\n") {
+			t.Errorf("wh resolve %s on %s: %v: %q, want %s first", host, on.name, err, out, want)
+			return
+		}
+		if err := ping(t, on.member, want, 30*time.Second); err != nil {
+			t.Errorf("%s → %s by name: %v", on.name, host, err)
+		}
+	}
+	byName(c, "a", ipOf("a"))
+	byName(c, "b.inv", ipOf("b"))
+	byName(a, "laptop", ipOf("laptop"))
 	if out, err := whOn(a, "show", a.iface); err != nil || !strings.Contains(out, "claimed alias; in the config: trust laptop ") {
 		t.Errorf("show on a: %v\n%s", err, out)
 	}
