@@ -35,13 +35,13 @@ package invite
 
 import (
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 
 	"github.com/whnet/wh/key"
+	"github.com/whnet/wh/wire"
 )
 
 // Limits of a version 1 invitation.
@@ -243,37 +243,21 @@ func parseLong(b []byte) (Invitation, error) {
 	return inv, nil
 }
 
+// appendAddrPort packs ap as wire does; ap is valid (Parse checked it, or
+// the caller made it).
 func appendAddrPort(b []byte, ap netip.AddrPort) []byte {
-	a := ap.Addr()
-	if a.Is4() {
-		b = append(b, 4)
-	} else {
-		b = append(b, 6)
-	}
-	b = append(b, a.AsSlice()...)
-	return binary.BigEndian.AppendUint16(b, ap.Port())
+	b, _ = wire.AppendAddrPort(b, ap)
+	return b
 }
 
+// parseAddrPort reads an address packed as wire does, and checks it.
 func parseAddrPort(b []byte) (netip.AddrPort, []byte, error) {
-	if len(b) == 0 {
-		return netip.AddrPort{}, nil, fmt.Errorf("truncated address: %w", ErrMalformed)
+	ap, rest, err := wire.ParseAddrPort(b)
+	if err != nil {
+		return netip.AddrPort{}, nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	var size int
-	switch b[0] {
-	case 4:
-		size = 4
-	case 6:
-		size = 16
-	default:
-		return netip.AddrPort{}, nil, fmt.Errorf("address family %d: %w", b[0], ErrMalformed)
-	}
-	if len(b) < 1+size+2 {
-		return netip.AddrPort{}, nil, fmt.Errorf("truncated address: %w", ErrMalformed)
-	}
-	a, _ := netip.AddrFromSlice(b[1 : 1+size])
-	ap := netip.AddrPortFrom(a, binary.BigEndian.Uint16(b[1+size:]))
 	if err := checkAddr(ap); err != nil {
 		return netip.AddrPort{}, nil, err
 	}
-	return ap, b[1+size+2:], nil
+	return ap, rest, nil
 }

@@ -134,7 +134,7 @@ func (Pong) Type() Type { return TypePong }
 func (m Pong) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, byte(TypePong))
 	b = binary.BigEndian.AppendUint64(b, m.TxID)
-	return appendAddrPort(b, m.Observed)
+	return AppendAddrPort(b, m.Observed)
 }
 
 // FindNode asks for the nodes the receiver knows closest to Target. The
@@ -271,7 +271,7 @@ func (n NodeInfo) appendBinary(b []byte) ([]byte, error) {
 	}
 	for _, a := range n.Addrs {
 		var err error
-		if b, err = appendAddrPort(b, a); err != nil {
+		if b, err = AppendAddrPort(b, a); err != nil {
 			return b, err
 		}
 	}
@@ -296,7 +296,7 @@ func ParseMessage(body []byte) (Message, error) {
 		if len(body) < 1+8 {
 			return nil, truncated(t)
 		}
-		a, _, err := parseAddrPort(body[9:])
+		a, _, err := ParseAddrPort(body[9:])
 		if err != nil {
 			return nil, fmt.Errorf("pong: %w", err)
 		}
@@ -380,7 +380,7 @@ func (n *NodeInfo) parse(b []byte) ([]byte, error) {
 	}
 	for i := range n.Addrs {
 		var err error
-		if n.Addrs[i], b, err = parseAddrPort(b); err != nil {
+		if n.Addrs[i], b, err = ParseAddrPort(b); err != nil {
 			return nil, fmt.Errorf("address %d: %w", i, err)
 		}
 	}
@@ -394,7 +394,9 @@ func addrPortLen(a netip.Addr) int {
 	return 1 + 16 + 2
 }
 
-func appendAddrPort(b []byte, ap netip.AddrPort) ([]byte, error) {
+// AppendAddrPort appends ap packed: family (4 or 6), address, port
+// (big-endian). The form of every address on the wire and in invitations.
+func AppendAddrPort(b []byte, ap netip.AddrPort) ([]byte, error) {
 	a := ap.Addr()
 	switch {
 	case !a.IsValid():
@@ -410,9 +412,9 @@ func appendAddrPort(b []byte, ap netip.AddrPort) ([]byte, error) {
 	return binary.BigEndian.AppendUint16(b, ap.Port()), nil
 }
 
-// parseAddrPort reads a packed address from the front of b and returns the
+// ParseAddrPort reads a packed address from the front of b and returns the
 // rest.
-func parseAddrPort(b []byte) (netip.AddrPort, []byte, error) {
+func ParseAddrPort(b []byte) (netip.AddrPort, []byte, error) {
 	if len(b) == 0 {
 		return netip.AddrPort{}, nil, fmt.Errorf("truncated address: %w", ErrMalformed)
 	}

@@ -146,7 +146,7 @@ func (m PunchFrom) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, byte(TypePunchFrom))
 	b = binary.BigEndian.AppendUint64(b, m.TxID)
 	b = append(b, m.From[:]...)
-	b, err := appendAddrPort(b, m.Observed)
+	b, err := AppendAddrPort(b, m.Observed)
 	if err != nil {
 		return orig, fmt.Errorf("punch-from: observed: %w", err)
 	}
@@ -173,7 +173,7 @@ func (m PunchOffer) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, boolByte(m.Reply, punchReply)|m.Mapping<<1, byte(len(m.Candidates)))
 	for i, a := range m.Candidates {
 		var err error
-		if b, err = appendAddrPort(b, a); err != nil {
+		if b, err = AppendAddrPort(b, a); err != nil {
 			return orig, fmt.Errorf("%v: candidate %d: %w", t, i, err)
 		}
 	}
@@ -199,7 +199,7 @@ func parsePunch(body []byte) (Message, error) {
 	var observed netip.AddrPort
 	if t == TypePunchFrom {
 		var err error
-		if observed, rest, err = parseAddrPort(rest); err != nil {
+		if observed, rest, err = ParseAddrPort(rest); err != nil {
 			return nil, fmt.Errorf("%v: observed: %w", t, err)
 		}
 	}
@@ -244,7 +244,7 @@ func parseOffer(body []byte) (Message, error) {
 	rest := body[offerHeaderLen:]
 	for i := range m.Candidates {
 		var err error
-		if m.Candidates[i], rest, err = parseAddrPort(rest); err != nil {
+		if m.Candidates[i], rest, err = ParseAddrPort(rest); err != nil {
 			return nil, fmt.Errorf("%v: candidate %d: %w", t, i, err)
 		}
 	}
